@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class InboxConfig(AppConfig):
+    name = "inbox"
+    verbose_name = _("Webcare inbox")
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""Platform connectors. ``registry.get_connector(source)`` returns the one for a source."""

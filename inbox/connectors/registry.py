@@ -1,0 +1,36 @@
+"""Platform name → connector class."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from inbox.connectors.base import Connector
+
+if TYPE_CHECKING:
+    from inbox.models import Source
+
+_REGISTRY: dict[str, type[Connector]] = {}
+
+
+def register(cls: type[Connector]) -> type[Connector]:
+    _REGISTRY[cls.platform] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    # Imported here so each connector package registers itself once.
+    from inbox.connectors import simulated  # noqa: F401
+
+
+class UnknownPlatform(LookupError):
+    pass
+
+
+def get_connector(source: Source) -> Connector:
+    if not _REGISTRY:
+        _load_builtin()
+    try:
+        cls = _REGISTRY[source.platform]
+    except KeyError:
+        raise UnknownPlatform(f"no connector for platform {source.platform!r}") from None
+    return cls(source)

@@ -1,0 +1,1 @@
+"""Every scoped read: querysets that reach a user pass through here."""

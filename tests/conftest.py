@@ -1,0 +1,92 @@
+"""Shared fixtures: real Redis (started by ``make test``), a real Celery worker process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from redis import Redis
+
+from tests.factories import QueueFactory, SourceFactory
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return settings.REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str):
+    """A client on the suite's Redis, with the app's keys removed before and after the test."""
+    client = Redis.from_url(redis_url)
+
+    def clear() -> None:
+        for key in client.scan_iter(match="webcare:*", count=1000):
+            client.delete(key)
+
+    clear()
+    yield client
+    clear()
+    client.close()
+
+
+@pytest.fixture
+def default_queue(db):
+    return QueueFactory(name="General", slug="general", is_default=True)
+
+
+@pytest.fixture
+def source(db, default_queue):
+    return SourceFactory(name="demo", default_queue=default_queue)
+
+
+def _wait_for_worker(proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    from webcare.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"celery worker exited with {proc.returncode}:\n{log.read_text()}")
+        if app.control.ping(timeout=0.5):
+            return
+    raise TimeoutError(f"celery worker not ready after {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real ``celery worker`` process on the test database and the suite's Redis.
+
+    Tests that use it need committed data: mark them ``transactional_db``.
+    """
+    from webcare.celery import app
+
+    app.control.purge()
+    log = BASE_DIR / "var" / "test-worker.log"
+    log.parent.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env["WEBCARE_DATABASE_NAME"] = str(settings.DATABASES["default"]["NAME"])
+    env["POLL_BACKOFF_BASE_SECONDS"] = "0.2"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "webcare", "worker", "-Q", "ingest,outbound,default",
+             "-P", "solo", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h",
+             "--loglevel", "INFO"],
+            cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_worker(proc, log)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
