@@ -68,7 +68,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     from webcare.celery import app
 
     app.control.purge()
-    log = BASE_DIR / "var" / "test-worker.log"
+    log = BASE_DIR / "var" / f"test-worker-{os.getpid()}.log"
     log.parent.mkdir(exist_ok=True)
     env = dict(os.environ)
     env["WEBCARE_DATABASE_NAME"] = str(settings.DATABASES["default"]["NAME"])

@@ -89,6 +89,7 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'webcare.sqlite3'}"),
 }
 _db = DATABASES["default"]
+_TEST_RUN_ID = env.str("WEBCARE_TEST_RUN_ID", default="")
 # The test suite points its Celery worker subprocess at the test database.
 if env.str("WEBCARE_DATABASE_NAME", default=""):
     _db["NAME"] = env.str("WEBCARE_DATABASE_NAME")
@@ -105,9 +106,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             ),
         }
     )
-    # Tests need a file database so a real Celery worker process can see it.
-    _db["TEST"] = {"NAME": str(VAR_DIR / "test-webcare.sqlite3")}
+    # Tests need a file database so a real Celery worker process can see it; the
+    # run id keeps parallel test runs on one machine apart.
+    _db["TEST"] = {"NAME": str(VAR_DIR / f"test-webcare{_TEST_RUN_ID}.sqlite3")}
 else:
+    _db["TEST"] = {"NAME": f"test_webcare{_TEST_RUN_ID}"}
     _db.setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     _db["CONN_HEALTH_CHECKS"] = True
 

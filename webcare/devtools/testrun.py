@@ -16,7 +16,12 @@ from webcare.devtools.redis_server import BASE_DIR, free_port, start_redis
 def main(argv: list[str]) -> int:
     port = free_port()
     redis = start_redis(port, BASE_DIR / "var" / "redis-test")
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{port}/0", CHANNELS_PREFIX=f"test{port}")
+    env = dict(
+        os.environ,
+        REDIS_URL=f"redis://127.0.0.1:{port}/0",
+        CHANNELS_PREFIX=f"test{port}",
+        WEBCARE_TEST_RUN_ID=f"_{port}",
+    )
     try:
         return subprocess.call([sys.executable, "-m", "pytest", *argv], env=env, cwd=BASE_DIR)
     finally:
