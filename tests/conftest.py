@@ -90,3 +90,13 @@ def celery_worker(django_db_setup, django_db_blocker):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def scripted(db, default_queue, redis_client):
+    """A source on the scripted platform and that platform's script."""
+    from tests import scripted as module
+
+    platform = module.install()
+    platform.source = SourceFactory(name="scripted", platform="scripted", default_queue=default_queue)
+    return platform

@@ -26,9 +26,19 @@ class UnknownPlatform(LookupError):
     pass
 
 
-def get_connector(source: Source) -> Connector:
+def _registry() -> dict[str, type[Connector]]:
     if not _REGISTRY:
         _load_builtin()
+    return _REGISTRY
+
+
+def webhook_only_platforms() -> list[str]:
+    """Platforms whose connectors only receive webhooks: never polled."""
+    return [name for name, cls in _registry().items() if not cls.supports_polling]
+
+
+def get_connector(source: Source) -> Connector:
+    _registry()
     try:
         cls = _REGISTRY[source.platform]
     except KeyError:

@@ -1,0 +1,292 @@
+"""Agent replies: stored first (outbox), posted by the ``outbound`` worker, exactly once.
+
+``reply_create`` writes the outbound message and its delivery row in one transaction
+and enqueues the send after commit. ``delivery_send`` is what the worker runs for
+one attempt: it never posts twice, because
+
+* a Redis lock lets only one worker handle a delivery at a time;
+* before calling the platform the delivery is marked ``outcome_unknown``; only a
+  definite answer clears it, so after a timeout or a crash the next attempt first
+  asks the platform whether the post exists (``find_sent``) before posting again;
+* connectors pass the delivery's idempotency key where the platform takes one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from inbox.connectors.base import (
+    AuthenticationFailed,
+    ConnectorError,
+    OutcomeUnknown,
+    PermanentError,
+    RetryableError,
+    SendResult,
+)
+from inbox.connectors.registry import get_connector
+from inbox.models import DeliveryAttempt, Message, OutboundDelivery, Source, Ticket, TicketEvent
+from inbox.realtime.publish import publish_on_commit
+from inbox.services.events import event_for
+from inbox.services.locks import lock
+from inbox.services.normalize import clean_text
+
+logger = logging.getLogger(__name__)
+
+# Longer than any connector's HTTP timeout, so a live sender never loses its lock.
+_SEND_LOCK_SECONDS = 120
+
+
+class ReplyError(ValueError):
+    """The reply cannot be stored as given; the message says why."""
+
+
+def _enqueue_send(delivery_id: int) -> None:
+    from inbox.tasks.outbound import deliver_reply
+
+    deliver_reply.delay(delivery_id)
+
+
+def reply_create(
+    *, ticket: Ticket, author: AbstractBaseUser, text: str, is_public: bool | None = None
+) -> OutboundDelivery:
+    """Store an agent's reply on ``ticket`` and queue it for sending."""
+    text = clean_text(text).strip()
+    if not text:
+        raise ReplyError("reply text is empty")
+    if len(text) > settings.WEBCARE["MAX_TEXT_LENGTH"]:
+        raise ReplyError(f"reply is {len(text)} characters long")
+    now = timezone.now()
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        answering = (
+            Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
+            .exclude(external_id=None)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if is_public is None:
+            is_public = answering.is_public if answering is not None else not ticket.is_private
+        message = Message.objects.create(
+            source_id=ticket.source_id,
+            ticket=ticket,
+            direction=Message.Direction.OUTBOUND,
+            is_public=is_public,
+            in_reply_to=answering,
+            in_reply_to_external_id=answering.external_id if answering else "",
+            conversation_id=answering.conversation_id if answering else "",
+            author_user=author,
+            text=text,
+            language=ticket.language,
+            created_at=now,
+            delivery_state=Message.Delivery.QUEUED,
+        )
+        delivery = OutboundDelivery.objects.create(message=message, source_id=ticket.source_id)
+        events = [
+            event_for(ticket, "message.created", actor_id=author.pk, message_id=message.pk,
+                      direction=message.direction, is_public=is_public),
+        ]
+        fields = ["last_message_at", "updated_at"]
+        ticket.last_message_at = max(ticket.last_message_at, now)
+        if ticket.first_response_at is None:
+            ticket.first_response_at = now
+            fields.append("first_response_at")
+            events.append(event_for(ticket, "ticket.first_response", actor_id=author.pk,
+                                    first_response_at=now.isoformat()))
+        if ticket.status == Ticket.Status.NEW:
+            ticket.status = Ticket.Status.OPEN
+            fields.append("status")
+            events.append(event_for(ticket, "ticket.status_changed", actor_id=author.pk,
+                                    old="new", new="open", reason="agent replied"))
+        ticket.save(update_fields=fields)
+        events.append(_delivery_event(ticket, delivery, actor_id=author.pk))
+        TicketEvent.objects.bulk_create(events)
+        publish_on_commit(events)
+        transaction.on_commit(lambda: _enqueue_send(delivery.pk))
+    return delivery
+
+
+def delivery_retry(*, delivery: OutboundDelivery, actor: AbstractBaseUser) -> OutboundDelivery:
+    """Send a failed reply again (an agent pressed "retry")."""
+    with transaction.atomic():
+        delivery = OutboundDelivery.objects.select_for_update().select_related("message__ticket").get(
+            pk=delivery.pk
+        )
+        if delivery.state != OutboundDelivery.State.FAILED:
+            raise ReplyError(f"only failed replies can be retried; this one is {delivery.state}")
+        delivery.state = OutboundDelivery.State.QUEUED
+        delivery.failed_at = None
+        delivery.save(update_fields=["state", "failed_at"])
+        Message.objects.filter(pk=delivery.message_id).update(delivery_state=Message.Delivery.QUEUED)
+        event = _delivery_event(delivery.message.ticket, delivery, actor_id=actor.pk, retried=True)
+        event.save()
+        publish_on_commit([event])
+        transaction.on_commit(lambda: _enqueue_send(delivery.pk))
+    return delivery
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    state: str
+    #: Seconds until the worker should try again; None when done (sent or failed).
+    retry_in: float | None = None
+    detail: str = ""
+
+
+def delivery_send(*, delivery_id: int, final_attempt: bool = False) -> SendOutcome:
+    """One send attempt for a delivery. Safe to run twice and concurrently."""
+    sender = lock(f"delivery:{delivery_id}", ttl_seconds=_SEND_LOCK_SECONDS)
+    if not sender.acquire():
+        return SendOutcome("busy", detail="another worker is sending this reply")
+    try:
+        return _attempt(delivery_id, final_attempt)
+    finally:
+        if sender.owned():
+            sender.release()
+
+
+def _attempt(delivery_id: int, final_attempt: bool) -> SendOutcome:
+    try:
+        delivery = OutboundDelivery.objects.select_related("message", "source").get(pk=delivery_id)
+    except OutboundDelivery.DoesNotExist:
+        return SendOutcome("missing", detail=f"no delivery {delivery_id}")
+    if delivery.state in (OutboundDelivery.State.SENT, OutboundDelivery.State.FAILED):
+        return SendOutcome(delivery.state, detail="already settled")
+    connector = get_connector(delivery.source)
+    started = timezone.now()
+
+    # A previous attempt may have posted without us knowing: look before posting.
+    if delivery.outcome_unknown or delivery.state == OutboundDelivery.State.SENDING:
+        try:
+            found = connector.find_sent(delivery)
+        except RetryableError as exc:
+            return _retryable(delivery, started, exc, final_attempt, unknown=True)
+        if found is not None:
+            _record_sent(delivery, found, started, DeliveryAttempt.Outcome.FOUND)
+            return SendOutcome(OutboundDelivery.State.SENT, detail="found an earlier post")
+
+    delivery.state = OutboundDelivery.State.SENDING
+    delivery.attempts += 1
+    delivery.outcome_unknown = True
+    delivery.save(update_fields=["state", "attempts", "outcome_unknown"])
+    try:
+        result = connector.send_reply(delivery)
+    except OutcomeUnknown as exc:
+        return _retryable(delivery, started, exc, final_attempt, unknown=True)
+    except RetryableError as exc:
+        return _retryable(delivery, started, exc, final_attempt, unknown=False)
+    except AuthenticationFailed as exc:
+        Source.objects.filter(pk=delivery.source_id).update(
+            needs_reauth=True, last_error=f"reply refused: {exc}", last_error_at=timezone.now()
+        )
+        _record_failed(delivery, started, f"authentication failed: {exc}")
+        return SendOutcome(OutboundDelivery.State.FAILED, detail=str(exc))
+    except PermanentError as exc:
+        _record_failed(delivery, started, str(exc))
+        return SendOutcome(OutboundDelivery.State.FAILED, detail=str(exc))
+    except ConnectorError as exc:
+        return _retryable(delivery, started, exc, final_attempt, unknown=True)
+    _record_sent(delivery, result, started, DeliveryAttempt.Outcome.SENT)
+    return SendOutcome(OutboundDelivery.State.SENT)
+
+
+def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
+    """Exponential back-off with full jitter, never sooner than the platform asked."""
+    cap = settings.WEBCARE["DELIVERY_BACKOFF_MAX_SECONDS"]
+    delay = random.uniform(0.5, 1.0) * min(cap, 2 ** max(attempt, 1))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _retryable(
+    delivery: OutboundDelivery, started, exc: Exception, final_attempt: bool, *, unknown: bool
+) -> SendOutcome:
+    outcome = DeliveryAttempt.Outcome.UNKNOWN if unknown else DeliveryAttempt.Outcome.RETRYABLE
+    reason = f"{exc.__class__.__name__}: {exc}"
+    if final_attempt:
+        _record_failed(delivery, started, f"gave up after {delivery.attempts} attempts: {reason}",
+                       outcome=outcome, unknown=unknown)
+        return SendOutcome(OutboundDelivery.State.FAILED, detail=reason)
+    with transaction.atomic():
+        DeliveryAttempt.objects.create(
+            delivery=delivery, started_at=started, finished_at=timezone.now(), outcome=outcome, error=reason
+        )
+        delivery.state = OutboundDelivery.State.QUEUED
+        delivery.outcome_unknown = unknown
+        delivery.last_error = reason
+        delivery.save(update_fields=["state", "outcome_unknown", "last_error"])
+    retry_after = getattr(exc, "retry_after", None)
+    return SendOutcome(
+        OutboundDelivery.State.QUEUED,
+        retry_in=backoff_seconds(delivery.attempts, retry_after=retry_after),
+        detail=reason,
+    )
+
+
+def _record_sent(delivery: OutboundDelivery, result: SendResult, started, outcome: str) -> None:
+    now = timezone.now()
+    platform_id = str(result.platform_id)
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=delivery.message_id)
+        # The platform's echo of this post may have been polled before we heard back:
+        # fold that copy into our message so the thread keeps one row.
+        echo = (
+            Message.objects.filter(source_id=delivery.source_id, external_id=platform_id)
+            .exclude(pk=message.pk)
+            .first()
+        )
+        if echo is not None:
+            Message.objects.filter(in_reply_to=echo).update(in_reply_to=message)
+            echo.delete()
+        message.external_id = platform_id
+        message.delivery_state = Message.Delivery.SENT
+        message.save(update_fields=["external_id", "delivery_state"])
+        delivery.state = OutboundDelivery.State.SENT
+        delivery.outcome_unknown = False
+        delivery.platform_id = platform_id
+        delivery.sent_at = now
+        delivery.last_error = ""
+        delivery.save(update_fields=["state", "outcome_unknown", "platform_id", "sent_at", "last_error"])
+        DeliveryAttempt.objects.create(delivery=delivery, started_at=started, finished_at=now, outcome=outcome)
+        ticket = Ticket.objects.get(pk=message.ticket_id)
+        event = _delivery_event(ticket, delivery)
+        event.save()
+        publish_on_commit([event])
+
+
+def _record_failed(
+    delivery: OutboundDelivery, started, reason: str, *, outcome: str = DeliveryAttempt.Outcome.PERMANENT,
+    unknown: bool = False,
+) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        DeliveryAttempt.objects.create(
+            delivery=delivery, started_at=started, finished_at=now, outcome=outcome, error=reason
+        )
+        delivery.state = OutboundDelivery.State.FAILED
+        delivery.outcome_unknown = unknown
+        delivery.last_error = reason
+        delivery.failed_at = now
+        delivery.save(update_fields=["state", "outcome_unknown", "last_error", "failed_at"])
+        Message.objects.filter(pk=delivery.message_id).update(delivery_state=Message.Delivery.FAILED)
+        ticket = Ticket.objects.get(pk=delivery.message.ticket_id)
+        event = _delivery_event(ticket, delivery)
+        event.save()
+        publish_on_commit([event])
+    logger.warning("delivery %s failed: %s", delivery.pk, reason)
+
+
+def _delivery_event(ticket: Ticket, delivery: OutboundDelivery, *, actor_id: int | None = None,
+                    **extra: object) -> TicketEvent:
+    return event_for(
+        ticket, "delivery.updated", actor_id=actor_id,
+        delivery_id=delivery.pk, message_id=delivery.message_id, state=delivery.state,
+        error=delivery.last_error, platform_id=delivery.platform_id, **extra,
+    )
