@@ -38,7 +38,8 @@ run: demo
 	@echo "  Demo logins: lead / anna / pierre / jonas / lucia, password: $${DEMO_PASSWORD:-webcare-demo}"
 	@echo "  Ctrl-C stops everything."
 	@echo
-	WEB_PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	@# honcho exits 130 after Ctrl-C has stopped every process: that is a clean stop.
+	WEB_PORT=$(PORT) $(BIN)/honcho start -f Procfile || [ $$? -eq 130 ]
 
 ## test: set up and run lint, migration check and the whole test suite (SQLite unless DATABASE_URL is set)
 test: setup-dev
