@@ -100,3 +100,9 @@ def scripted(db, default_queue, redis_client):
     platform = module.install()
     platform.source = SourceFactory(name="scripted", platform="scripted", default_queue=default_queue)
     return platform
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness buys nothing in tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
