@@ -37,11 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from inbox.connectors.base import AuthorIdentity, InboundMessage, RejectedItem
-from inbox.models import DeadLetter, Platform, Source
+from inbox.models import DeadLetter, Message, Platform, Source
 from inbox.services.ingest import ingest_batch
 from inbox.services.normalize import InvalidItem, clean_item
+from inbox.services.tickets import tickets_solve_history
 
 BATCH_SIZE = 1000
 REQUIRED_COLUMNS = ("message_id", "author", "is_brand", "created_at", "in_reply_to_id", "text")
@@ -81,6 +83,8 @@ class ImportSummary:
     # Rows already in the desk (earlier import, poll or webhook) or repeated in the file.
     duplicates: int = 0
     tickets_created: int = 0
+    # Imported conversations that ended before the reopen window: solved as history.
+    tickets_solved: int = 0
     rejected: list[ImportRejection] = field(default_factory=list)
 
     @property
@@ -201,8 +205,14 @@ def import_file(
     source: Source,
     progress: ProgressCallback | None = None,
     batch_size: int = BATCH_SIZE,
+    keep_open: bool = False,
 ) -> ImportSummary:
-    """Ingest a parsed file into ``source`` in batches; dead-letter its rejected rows."""
+    """Ingest a parsed file into ``source`` in batches; dead-letter its rejected rows.
+
+    Conversations whose last message is older than the reopen window are history:
+    their tickets are solved (unless ``keep_open``), so a backfill does not flood the
+    queues; a customer writing again later starts a new ticket linked to the old one.
+    """
     summary = ImportSummary(rows=file.records)
     total = file.records
     done = 0
@@ -228,6 +238,7 @@ def import_file(
         if progress is not None:
             progress(done, total)
 
+    touched_messages: list[int] = []
     for chunk in _chunks(causal_order(file.rows), batch_size):
         result = ingest_batch(
             source=source, messages=[row.message for row in chunk], origin=DeadLetter.Origin.IMPORT
@@ -236,6 +247,7 @@ def import_file(
         # An echo is a brand row already stored as an outbound reply: also already there.
         summary.duplicates += result.duplicates + result.echoes
         summary.tickets_created += result.tickets_created
+        touched_messages.extend(result.message_ids)
         for rejection in result.rejected:
             # Only items handed over as ``rejected=`` lack an index, and none are here.
             assert rejection.index is not None
@@ -250,6 +262,17 @@ def import_file(
         if progress is not None:
             progress(done, total)
 
+    if not keep_open and touched_messages:
+        ticket_ids: set[int] = set()
+        for ids in _chunks(touched_messages, 900):
+            ticket_ids.update(
+                Message.objects.filter(pk__in=ids, ticket__isnull=False).values_list("ticket_id", flat=True)
+            )
+        summary.tickets_solved = tickets_solve_history(
+            ticket_ids=ticket_ids,
+            quiet_since=timezone.now() - settings.WEBCARE["REOPEN_WINDOW"],
+            reason="imported history",
+        )
     summary.rejected.sort(key=lambda r: r.line)
     return summary
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
-from inbox.models import DeadLetter, Message, Platform, Source, Ticket
+from inbox.models import DeadLetter, Message, Platform, Source, Ticket, TicketEvent
 from inbox.services.importing import import_csv
 from tests.factories import SourceFactory
 
@@ -38,11 +39,15 @@ def run(path: Path | str, *args: str, source: str = "history") -> tuple[str, str
     return out.getvalue(), err.getvalue()
 
 
-def summary_lines(imported: int, duplicates: int, tickets: int, rejections: list[str]) -> list[str]:
+def summary_lines(
+    imported: int, duplicates: int, tickets: int, rejections: list[str], *, solved: int | None = None
+) -> list[str]:
+    """The summary; fixture conversations are years old, so every ticket is solved as history."""
     return [
         f"imported: {imported}",
         f"duplicates skipped: {duplicates}",
         f"tickets created: {tickets}",
+        f"tickets solved as history: {tickets if solved is None else solved}",
         f"rejected: {len(rejections)}",
         *rejections,
     ]
@@ -280,10 +285,10 @@ def test_rejection_list_is_capped_on_the_terminal(tmp_path, default_queue):
     out, _ = run(path)
 
     lines = out.splitlines()
-    assert lines[:4] == ["imported: 1", "duplicates skipped: 0", "tickets created: 1", "rejected: 60"]
-    assert lines[4] == "line 3: is_brand must be true or false, got 'sometimes'"
-    assert lines[53] == "line 52: is_brand must be true or false, got 'sometimes'"
-    assert lines[54:] == ["... and 10 more (see dead letters in admin)"]
+    assert lines[:5] == summary_lines(1, 0, 1, [])[:4] + ["rejected: 60"]
+    assert lines[5] == "line 3: is_brand must be true or false, got 'sometimes'"
+    assert lines[54] == "line 52: is_brand must be true or false, got 'sometimes'"
+    assert lines[55:] == ["... and 10 more (see dead letters in admin)"]
     assert DeadLetter.objects.count() == 60
 
 
@@ -375,3 +380,33 @@ def test_five_thousand_shuffled_rows_keep_every_reply_on_its_roots_ticket(tmp_pa
         ext: parent for ext, parent in Message.objects.values_list("external_id", "in_reply_to__external_id")
     }
     assert parent_of == {row["message_id"]: row["in_reply_to_id"] or None for row in rows}
+
+
+def test_recent_conversations_stay_open_and_history_is_solved(tmp_path, default_queue):
+    recent = timezone.now() - timedelta(days=2)
+    old = timezone.now() - timedelta(days=30)
+    path = write_csv(tmp_path / "mixed.csv", [
+        "message_id,author,is_brand,created_at,in_reply_to_id,text",
+        f"old1,ann,false,{old.isoformat()},,Old question",
+        f"old2,brand,true,{(old + timedelta(minutes=5)).isoformat()},old1,Old answer",
+        f"new1,bob,false,{recent.isoformat()},,Recent question",
+    ])
+    out, _ = run(path)
+
+    assert out.splitlines() == summary_lines(3, 0, 2, [], solved=1)
+    old_ticket, new_ticket = message("old1").ticket, message("new1").ticket
+    assert (old_ticket.status, old_ticket.solved_at) == (Ticket.Status.SOLVED, old + timedelta(minutes=5))
+    assert new_ticket.status == Ticket.Status.NEW
+    assert TicketEvent.objects.filter(ticket=old_ticket, type="ticket.status_changed",
+                                      payload__new="solved").count() == 1
+
+
+def test_keep_open_leaves_history_active(tmp_path, default_queue):
+    old = timezone.now() - timedelta(days=30)
+    path = write_csv(tmp_path / "old.csv", [
+        "message_id,author,is_brand,created_at,in_reply_to_id,text",
+        f"old1,ann,false,{old.isoformat()},,Old question",
+    ])
+    out, _ = run(path, "--keep-open")
+    assert out.splitlines() == summary_lines(1, 0, 1, [], solved=0)
+    assert message("old1").ticket.status == Ticket.Status.NEW

@@ -66,6 +66,12 @@ class Command(BaseCommand):
             help="Platform of the source; must match an existing source. Default for a new one: import.",
         )
         parser.add_argument("--no-progress", action="store_true", help="Do not draw a progress bar.")
+        parser.add_argument(
+            "--keep-open",
+            action="store_true",
+            help="Leave tickets of conversations that ended before the reopen window active "
+            "(by default they are solved as history).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
@@ -88,7 +94,9 @@ class Command(BaseCommand):
             def progress(done: int, total: int) -> None:
                 bar.update(done - bar.n)
 
-            summary = import_file(file=parsed, source=source, progress=progress)
+            summary = import_file(
+                file=parsed, source=source, progress=progress, keep_open=options["keep_open"]
+            )
 
         self._report(summary)
         if summary.nothing_imported:
@@ -102,6 +110,7 @@ class Command(BaseCommand):
         self.stdout.write(f"imported: {summary.imported}")
         self.stdout.write(f"duplicates skipped: {summary.duplicates}")
         self.stdout.write(f"tickets created: {summary.tickets_created}")
+        self.stdout.write(f"tickets solved as history: {summary.tickets_solved}")
         self.stdout.write(f"rejected: {len(summary.rejected)}")
         for rejection in summary.rejected[:SHOWN_REJECTIONS]:
             self.stdout.write(f"line {rejection.line}: {rejection.reason}")
