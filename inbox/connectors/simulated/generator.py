@@ -837,7 +837,8 @@ def answer_id(seed: int, reply_index: int) -> str:
 
 def answer_to_brand_reply(spec: StreamSpec, reply: BrandReply) -> InboundMessage | None:
     """The customer's reaction to a brand reply, or None when they leave it there."""
-    rng = random.Random(f"{spec.seed}:answer:{reply.index}:{reply.platform_id}")
+    # Seeded by the place of the reply only: never by database ids, which differ per run.
+    rng = random.Random(f"{spec.seed}:answer:{reply.index}")
     if rng.random() >= spec.reply_follow_up_rate:
         return None
     persona = persona_by_id(reply.customer_id)
