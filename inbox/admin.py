@@ -26,16 +26,23 @@ from django.utils.translation import ngettext
 
 from inbox.models import (
     AgentProfile,
+    BusinessCalendar,
+    BusinessHours,
+    CalendarHoliday,
     Contact,
     Customer,
     DeadLetter,
     DeliveryAttempt,
+    Escalation,
+    InternalTeam,
     Message,
     OutboundDelivery,
     Platform,
     Queue,
     ReplyTemplate,
     ReplyTemplateVariant,
+    RoutingRule,
+    SlaPolicy,
     Source,
     Tag,
     Ticket,
@@ -680,3 +687,80 @@ class ReplyTemplateAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+# --- Routing, SLA, escalation ----------------------------------------------------------------
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ("position", "name", "enabled", "queue", "set_priority", "mark_noise", "continue_matching")
+    list_display_links = ("name",)
+    list_editable = ("position", "enabled")
+    list_filter = ("enabled", "queue", "mark_noise", "requires_approval")
+    list_select_related = ("queue",)
+    search_fields = ("name", "keywords", "text_regex")
+    filter_horizontal = ("sources",)
+    fieldsets = (
+        (None, {"fields": ("name", "position", "enabled", "continue_matching")}),
+        (
+            _("Conditions"),
+            {
+                "fields": (
+                    "sources", "platforms", "visibility", "languages", "keywords", "text_regex",
+                    "min_followers", "verified", "vip", "sentiment_below", "sentiment_above",
+                    "active_from", "active_until", "active_weekdays", "has_open_ticket",
+                )
+            },
+        ),
+        (
+            _("Actions"),
+            {"fields": ("queue", "set_priority", "add_tags", "sla_policy", "mark_noise", "requires_approval")},
+        ),
+    )
+
+
+class BusinessHoursInline(admin.TabularInline):
+    model = BusinessHours
+    extra = 0
+
+
+class CalendarHolidayInline(admin.TabularInline):
+    model = CalendarHoliday
+    extra = 0
+
+
+@admin.register(BusinessCalendar)
+class BusinessCalendarAdmin(admin.ModelAdmin):
+    list_display = ("name", "time_zone", "always_open", "holiday_country", "holiday_subdivision")
+    search_fields = ("name",)
+    inlines = [BusinessHoursInline, CalendarHolidayInline]
+
+
+@admin.register(SlaPolicy)
+class SlaPolicyAdmin(admin.ModelAdmin):
+    list_display = (
+        "name", "queue", "priority", "calendar", "first_response_minutes", "next_response_minutes",
+        "resolution_minutes",
+    )
+    list_filter = ("queue", "priority", "calendar")
+    list_select_related = ("queue", "calendar")
+    search_fields = ("name",)
+
+
+@admin.register(InternalTeam)
+class InternalTeamAdmin(admin.ModelAdmin):
+    list_display = ("name", "queue", "email", "target_minutes", "active")
+    list_filter = ("active",)
+    list_select_related = ("queue",)
+    search_fields = ("name", "email")
+
+
+@admin.register(Escalation)
+class EscalationAdmin(IdSearchMixin, admin.ModelAdmin):
+    list_display = ("id", "ticket", "team", "status", "created_by", "created_at", "due_at", "answered_at")
+    list_filter = ("status", "team")
+    list_select_related = ("ticket", "team", "created_by")
+    search_fields = ("note", "answer", "answered_by")
+    raw_id_fields = ("ticket",)
+    readonly_fields = ("reply_token", "created_at", "answered_at")

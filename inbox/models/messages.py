@@ -12,6 +12,7 @@ class Message(models.Model):
 
     class Delivery(models.TextChoices):
         NONE = "", _("Not applicable")
+        AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
         QUEUED = "queued", _("Queued")
         SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
@@ -45,7 +46,7 @@ class Message(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     raw = models.JSONField(default=dict, blank=True)
     delivery_state = models.CharField(
-        max_length=10, choices=Delivery.choices, default=Delivery.NONE, blank=True
+        max_length=20, choices=Delivery.choices, default=Delivery.NONE, blank=True
     )
 
     class Meta:

@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -8,6 +9,7 @@ class OutboundDelivery(models.Model):
     """The outbox row of one agent reply: what must be posted, and how it went."""
 
     class State(models.TextChoices):
+        AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
         QUEUED = "queued", _("Queued")
         SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
@@ -18,7 +20,10 @@ class OutboundDelivery(models.Model):
     )
     source = models.ForeignKey("inbox.Source", on_delete=models.PROTECT, related_name="deliveries")
     idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     attempts = models.PositiveIntegerField(default=0)
     # An attempt ended without knowing whether the platform posted (timeout):
     # the next attempt must look the post up before posting again.

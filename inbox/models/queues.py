@@ -13,6 +13,22 @@ class Queue(models.Model):
         _("default queue"), default=False,
         help_text=_("Receives tickets no routing rule and no source sends elsewhere."),
     )
+    class AssignmentMode(models.TextChoices):
+        PUSH = "push", _("Push: auto-assign to the best agent")
+        PULL = "pull", _("Pull: agents take the next ticket")
+
+    assignment_mode = models.CharField(
+        _("assignment"), max_length=10, choices=AssignmentMode.choices, default=AssignmentMode.PUSH
+    )
+    auto_assign_paused = models.BooleanField(_("auto-assignment paused"), default=False)
+    sticky_follow_ups = models.BooleanField(
+        _("follow-ups go to the customer's last agent"), default=True,
+        help_text=_("When that agent is online and has room."),
+    )
+    calendar = models.ForeignKey(
+        "inbox.BusinessCalendar", verbose_name=_("business calendar"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="queues",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, verbose_name=_("members"), blank=True, related_name="desk_queues"
     )
@@ -52,6 +68,9 @@ class AgentProfile(models.Model):
     presence = models.CharField(
         _("presence"), max_length=10, choices=Presence.choices, default=Presence.OFFLINE
     )
+    presence_changed_at = models.DateTimeField(_("presence changed at"), null=True, blank=True)
+    # Longest idle first: when this agent last got a ticket.
+    last_assigned_at = models.DateTimeField(_("last assigned at"), null=True, blank=True)
     ui_language = models.CharField(
         _("interface language"), max_length=10, choices=settings.LANGUAGES, default="en"
     )

@@ -50,6 +50,33 @@ class Ticket(models.Model):
     language = models.CharField(max_length=10, blank=True)
     sentiment = models.FloatField(null=True, blank=True)
     subject = models.CharField(_("preview"), max_length=200, blank=True)
+    # Routing outcome.
+    routing_rule = models.ForeignKey(
+        "inbox.RoutingRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    is_noise = models.BooleanField(_("noise or spam"), default=False)
+    reply_approval_required = models.BooleanField(_("replies need approval"), default=False)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+
+    # SLA: due times are absolute instants computed with the policy's business calendar.
+    class SlaState(models.TextChoices):
+        NONE = "", _("No SLA")
+        OK = "ok", _("On track")
+        AT_RISK = "at_risk", _("At risk")
+        BREACHED = "breached", _("Breached")
+
+    sla_policy = models.ForeignKey(
+        "inbox.SlaPolicy", null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    first_response_due_at = models.DateTimeField(null=True, blank=True)
+    next_response_due_at = models.DateTimeField(null=True, blank=True)
+    resolution_due_at = models.DateTimeField(null=True, blank=True)
+    sla_state = models.CharField(max_length=10, choices=SlaState.choices, default=SlaState.NONE, blank=True)
+    sla_state_changed_at = models.DateTimeField(null=True, blank=True)
+    # While pending (waiting on the customer) the SLA clocks stop.
+    pending_since = models.DateTimeField(null=True, blank=True)
+    last_agent_reply_at = models.DateTimeField(null=True, blank=True)
+
     # Set when a conversation started after the reopen window of a solved ticket.
     previous_ticket = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_up_tickets"
@@ -73,6 +100,9 @@ class Ticket(models.Model):
             models.Index(fields=["status", "queue"]),
             models.Index(fields=["assignee", "status"]),
             models.Index(fields=["-last_message_at"]),
+            models.Index(fields=["sla_state", "status"]),
+            # The backlog sweep: waiting tickets of a queue, highest priority and oldest first.
+            models.Index(fields=["queue", "assignee", "status", "-priority", "opened_at"]),
         ]
 
     def __str__(self) -> str:

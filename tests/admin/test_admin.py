@@ -18,15 +18,22 @@ from django.utils import timezone
 from inbox.connectors.base import RejectedItem
 from inbox.models import (
     AgentProfile,
+    BusinessCalendar,
+    BusinessHours,
+    CalendarHoliday,
     Contact,
     Customer,
     DeadLetter,
     DeliveryAttempt,
+    Escalation,
+    InternalTeam,
     Message,
     OutboundDelivery,
     Queue,
     ReplyTemplate,
     ReplyTemplateVariant,
+    RoutingRule,
+    SlaPolicy,
     Source,
     Tag,
     Ticket,
@@ -128,6 +135,7 @@ def desk(source, default_queue) -> Desk:
     template = ReplyTemplateVariantFactory(template__shortcut="thanks", template__name="Thanks").template
     delivery = OutboundDeliveryFactory(message=message_late, platform_id="post-77", last_error="timeout")
     DeliveryAttemptFactory(delivery=delivery, error="read timeout after 10s")
+    _routing_and_sla(default_queue, message_bag.ticket)
     return Desk(
         source=source,
         queue=default_queue,
@@ -143,6 +151,19 @@ def desk(source, default_queue) -> Desk:
         template=template,
         delivery=delivery,
     )
+
+
+def _routing_and_sla(queue: Queue, ticket: Ticket) -> None:
+    """One rule, calendar (with hours and a holiday), policy, team and escalation for the pages."""
+    import datetime as dt
+
+    calendar = BusinessCalendar.objects.create(name="Office NL", holiday_country="NL")
+    BusinessHours.objects.create(calendar=calendar, weekday=0, start=dt.time(8), end=dt.time(17))
+    CalendarHoliday.objects.create(calendar=calendar, date=dt.date(2026, 12, 24), name="Christmas Eve")
+    policy = SlaPolicy.objects.create(name="Care normal", queue=queue, calendar=calendar, first_response_minutes=60)
+    RoutingRule.objects.create(name="Press", keywords="journalist\npress", queue=queue, sla_policy=policy)
+    team = InternalTeam.objects.create(name="Lost luggage", email="baggage@example.com")
+    Escalation.objects.create(ticket=ticket, team=team, note="Please trace bag KL1234")
 
 
 def url(model: type[Model], view: str, *args: object) -> str:
@@ -167,10 +188,20 @@ ADMIN_MODELS = [
     DeadLetter,
     OutboundDelivery,
     User,
+    RoutingRule,
+    BusinessCalendar,
+    SlaPolicy,
+    InternalTeam,
+    Escalation,
 ]
 # Written only by services (ingest, the audit log): no add page.
 NO_ADD = {TicketEvent, DeadLetter}
-INLINE_ONLY = {ReplyTemplateVariant: ReplyTemplate, DeliveryAttempt: OutboundDelivery}
+INLINE_ONLY = {
+    ReplyTemplateVariant: ReplyTemplate,
+    DeliveryAttempt: OutboundDelivery,
+    BusinessHours: BusinessCalendar,
+    CalendarHoliday: BusinessCalendar,
+}
 
 
 def test_every_inbox_model_has_an_admin_page_or_an_inline():
