@@ -189,8 +189,15 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# --- E-mail (escalations to back-office teams) ----------------------------------
+# EMAIL_URL like smtp://user:pass@host:587/?tls=True; the default prints mail to the log.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webcare-desk@localhost")
+
 # --- Desk behaviour -----------------------------------------------------------
 WEBCARE = {
+    # Languages the team answers in (ISO 639-1); language detection picks among these.
+    "LANGUAGES": env.list("DESK_LANGUAGES", default=["nl", "en", "fr", "de", "es", "it", "pt", "ja", "zh", "ko"]),
     # A customer writing on a solved ticket within this window reopens it; later
     # messages start a new ticket linked to the old one.
     "REOPEN_WINDOW": timedelta(days=env.int("REOPEN_WINDOW_DAYS", default=7)),

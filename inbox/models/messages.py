@@ -9,6 +9,8 @@ class Message(models.Model):
     class Direction(models.TextChoices):
         INBOUND = "in", _("Inbound")
         OUTBOUND = "out", _("Outbound")
+        # Internal note: seen by the team only, never sent to a platform.
+        NOTE = "note", _("Internal note")
 
     class Delivery(models.TextChoices):
         NONE = "", _("Not applicable")
