@@ -25,7 +25,7 @@ class Message(models.Model):
     ticket = models.ForeignKey(
         "inbox.Ticket", null=True, blank=True, on_delete=models.CASCADE, related_name="messages"
     )
-    direction = models.CharField(max_length=3, choices=Direction.choices)
+    direction = models.CharField(max_length=4, choices=Direction.choices)
     is_public = models.BooleanField(default=True)
     # Platform id; empty (NULL) for an outbound reply until the platform accepted it.
     external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 - NULLs stay out of the unique constraint
