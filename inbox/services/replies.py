@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -87,7 +88,15 @@ def reply_create(
             created_at=now,
             delivery_state=Message.Delivery.QUEUED,
         )
-        delivery = OutboundDelivery.objects.create(message=message, source_id=ticket.source_id)
+        held = ticket.reply_approval_required
+        if held:
+            message.delivery_state = Message.Delivery.AWAITING_APPROVAL
+            message.save(update_fields=["delivery_state"])
+        delivery = OutboundDelivery.objects.create(
+            message=message,
+            source_id=ticket.source_id,
+            state=OutboundDelivery.State.AWAITING_APPROVAL if held else OutboundDelivery.State.QUEUED,
+        )
         events = [
             event_for(ticket, "message.created", actor_id=author.pk, message_id=message.pk,
                       direction=message.direction, is_public=is_public),
@@ -108,15 +117,71 @@ def reply_create(
         events.append(_delivery_event(ticket, delivery, actor_id=author.pk))
         TicketEvent.objects.bulk_create(events)
         publish_on_commit(events)
+        if not held:
+            transaction.on_commit(lambda: _enqueue_send(delivery.pk))
+    return delivery
+
+
+def delivery_approve(*, delivery: OutboundDelivery, actor: AbstractBaseUser) -> OutboundDelivery:
+    """A lead releases a reply held for approval; it is queued for sending."""
+    _require_lead(actor)
+    with transaction.atomic():
+        delivery = _lock_delivery(delivery, OutboundDelivery.State.AWAITING_APPROVAL, "approved")
+        delivery.state = OutboundDelivery.State.QUEUED
+        delivery.approved_by = actor
+        delivery.save(update_fields=["state", "approved_by"])
+        Message.objects.filter(pk=delivery.message_id).update(delivery_state=Message.Delivery.QUEUED)
+        event = _delivery_event(delivery.message.ticket, delivery, actor_id=actor.pk, approved=True)
+        event.save()
+        publish_on_commit([event])
         transaction.on_commit(lambda: _enqueue_send(delivery.pk))
     return delivery
+
+
+def delivery_reject(*, delivery: OutboundDelivery, actor: AbstractBaseUser, reason: str) -> OutboundDelivery:
+    """A lead stops a held reply; it is never sent and the agent sees why."""
+    _require_lead(actor)
+    reason = clean_text(reason).strip()
+    if not reason:
+        raise ReplyError("say why the reply is rejected")
+    with transaction.atomic():
+        delivery = _lock_delivery(delivery, OutboundDelivery.State.AWAITING_APPROVAL, "rejected")
+        delivery.state = OutboundDelivery.State.FAILED
+        delivery.last_error = f"rejected by {actor.get_username()}: {reason}"
+        delivery.failed_at = timezone.now()
+        delivery.save(update_fields=["state", "last_error", "failed_at"])
+        Message.objects.filter(pk=delivery.message_id).update(delivery_state=Message.Delivery.FAILED)
+        event = _delivery_event(delivery.message.ticket, delivery, actor_id=actor.pk, rejected=True)
+        event.save()
+        publish_on_commit([event])
+    return delivery
+
+
+def _require_lead(actor: AbstractBaseUser) -> None:
+    from inbox.selectors.tickets import user_is_lead
+
+    if not user_is_lead(actor):
+        raise PermissionDenied("only team leads and admins approve replies")
+
+
+def _lock_delivery(delivery: OutboundDelivery, expected: str, verb: str) -> OutboundDelivery:
+    locked = (
+        OutboundDelivery.objects.select_for_update(of=("self",))
+        .select_related("message__ticket")
+        .get(pk=delivery.pk)
+    )
+    if locked.state != expected:
+        raise ReplyError(f"only replies awaiting approval can be {verb}; this one is {locked.state}")
+    return locked
 
 
 def delivery_retry(*, delivery: OutboundDelivery, actor: AbstractBaseUser) -> OutboundDelivery:
     """Send a failed reply again (an agent pressed "retry")."""
     with transaction.atomic():
-        delivery = OutboundDelivery.objects.select_for_update(of=("self",)).select_related("message__ticket").get(
-            pk=delivery.pk
+        delivery = (
+            OutboundDelivery.objects.select_for_update(of=("self",))
+            .select_related("message__ticket")
+            .get(pk=delivery.pk)
         )
         if delivery.state != OutboundDelivery.State.FAILED:
             raise ReplyError(f"only failed replies can be retried; this one is {delivery.state}")
@@ -158,6 +223,8 @@ def _attempt(delivery_id: int, final_attempt: bool) -> SendOutcome:
         return SendOutcome("missing", detail=f"no delivery {delivery_id}")
     if delivery.state in (OutboundDelivery.State.SENT, OutboundDelivery.State.FAILED):
         return SendOutcome(delivery.state, detail="already settled")
+    if delivery.state == OutboundDelivery.State.AWAITING_APPROVAL:
+        return SendOutcome(delivery.state, detail="held until a lead approves it")
     connector = get_connector(delivery.source)
     started = timezone.now()
 

@@ -5,7 +5,14 @@ from inbox.connectors.base import AuthenticationFailed, PermanentError, RateLimi
 from inbox.models import DeliveryAttempt, Message, OutboundDelivery, Ticket, TicketEvent
 from inbox.services.ingest import ingest_batch
 from inbox.services.locks import lock
-from inbox.services.replies import ReplyError, delivery_retry, delivery_send, reply_create
+from inbox.services.replies import (
+    ReplyError,
+    delivery_approve,
+    delivery_reject,
+    delivery_retry,
+    delivery_send,
+    reply_create,
+)
 from tests.factories import AgentProfileFactory, inbound
 
 pytestmark = pytest.mark.django_db
@@ -175,3 +182,47 @@ def test_crash_mid_send_is_recovered_by_lookup(scripted, ticket, agent):
     assert delivery_send(delivery_id=delivery.pk).state == "sent"
     assert scripted.send_calls == 0
     assert DeliveryAttempt.objects.get(delivery=delivery).outcome == "found"
+
+
+@pytest.fixture
+def lead(db):
+    return AgentProfileFactory(user__username="lea", role="lead").user
+
+
+def test_reply_on_ticket_needing_approval_is_held_until_a_lead_approves(
+    scripted, ticket, agent, lead, django_capture_on_commit_callbacks
+):
+    Ticket.objects.filter(pk=ticket.pk).update(reply_approval_required=True)
+    with django_capture_on_commit_callbacks() as held_callbacks:
+        delivery = reply_create(ticket=Ticket.objects.get(pk=ticket.pk), author=agent, text="Statement")
+    assert delivery.state == "awaiting_approval"
+    assert Message.objects.get(pk=delivery.message_id).delivery_state == "awaiting_approval"
+    assert len(held_callbacks) == 1  # the push only: nothing is enqueued for sending
+    assert delivery_send(delivery_id=delivery.pk).state == "awaiting_approval"
+    assert scripted.send_calls == 0
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        delivery_approve(delivery=delivery, actor=lead)
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.approved_by) == ("queued", lead)
+    assert len(callbacks) == 2  # push + enqueue
+    assert delivery_send(delivery_id=delivery.pk).state == "sent"
+
+
+def test_only_leads_approve_and_rejection_keeps_reason(scripted, ticket, agent, lead):
+    from django.core.exceptions import PermissionDenied
+
+    Ticket.objects.filter(pk=ticket.pk).update(reply_approval_required=True)
+    delivery = reply_create(ticket=Ticket.objects.get(pk=ticket.pk), author=agent, text="Statement")
+    with pytest.raises(PermissionDenied):
+        delivery_approve(delivery=delivery, actor=agent)
+    with pytest.raises(ReplyError, match="say why"):
+        delivery_reject(delivery=delivery, actor=lead, reason="  ")
+
+    delivery_reject(delivery=delivery, actor=lead, reason="Legal must see this first")
+    delivery.refresh_from_db()
+    assert delivery.state == "failed"
+    assert delivery.last_error == "rejected by lea: Legal must see this first"
+    with pytest.raises(ReplyError, match="only replies awaiting approval can be approved"):
+        delivery_approve(delivery=delivery, actor=lead)
+    assert scripted.send_calls == 0
