@@ -694,6 +694,138 @@ class ReplyTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(RoutingRule)
 class RoutingRuleAdmin(admin.ModelAdmin):
+    """Ordered routing rules, saved through ``inbox.services.routing_rules`` (checked, audited,
+    and picked up by every process). "Try it" routes a sample message and shows which rule
+    matches and why the others did not."""
+
+    class Form(forms.ModelForm):
+        platforms = forms.MultipleChoiceField(
+            label=_("platforms"),
+            choices=Platform.choices,
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
+        )
+        languages = forms.MultipleChoiceField(
+            label=_("languages"), required=False, widget=forms.CheckboxSelectMultiple
+        )
+        active_weekdays = forms.TypedMultipleChoiceField(
+            label=_("weekdays"),
+            coerce=int,
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
+            help_text=_("In the desk time zone. For a window across midnight, the day it starts."),
+        )
+        add_tags = forms.CharField(
+            label=_("add tags"), required=False, help_text=_("Tag names, separated by commas.")
+        )
+        set_priority = forms.TypedChoiceField(
+            label=_("set priority"),
+            choices=[("", "---------"), *Ticket.Priority.choices],
+            coerce=int,
+            empty_value=None,
+            required=False,
+        )
+
+        class Meta:
+            model = RoutingRule
+            fields = (
+                "name",
+                "position",
+                "enabled",
+                "continue_matching",
+                "sources",
+                "platforms",
+                "visibility",
+                "languages",
+                "keywords",
+                "text_regex",
+                "min_followers",
+                "verified",
+                "vip",
+                "sentiment_below",
+                "sentiment_above",
+                "active_from",
+                "active_until",
+                "active_weekdays",
+                "has_open_ticket",
+                "queue",
+                "set_priority",
+                "add_tags",
+                "sla_policy",
+                "mark_noise",
+                "requires_approval",
+            )
+            help_texts = {
+                "keywords": _(
+                    "One word or phrase per line; matches when any occurs (whole words, any case)."
+                ),
+                "text_regex": _("Searched in the message text, ignoring case."),
+                "active_until": _("Before the start time: the window runs across midnight."),
+            }
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            from django.utils.dates import WEEKDAYS
+
+            from inbox.routing.language import desk_languages
+
+            super().__init__(*args, **kwargs)
+            self.fields["languages"].choices = [(code, code) for code in desk_languages()]
+            self.fields["active_weekdays"].choices = list(WEEKDAYS.items())
+            if self.instance.pk is not None:
+                self.initial["add_tags"] = ", ".join(self.instance.add_tags or [])
+
+        def clean_add_tags(self) -> list[str]:
+            return list(
+                dict.fromkeys(t.strip() for t in self.cleaned_data["add_tags"].split(",") if t.strip())
+            )
+
+        def clean(self) -> dict[str, Any]:
+            from inbox.routing.engine import rule_errors
+            from inbox.routing.language import desk_languages
+
+            data = super().clean()
+            errors = rule_errors(
+                {name: value for name, value in data.items() if name in self.Meta.fields},
+                languages=desk_languages(),
+                platforms=[value for value, _label in Platform.choices],
+            )
+            for name, messages_ in errors.items():
+                for message in messages_:
+                    self.add_error(name if name in self.fields else None, message)
+            return data
+
+    class TryForm(forms.Form):
+        text = forms.CharField(label=_("message text"), widget=forms.Textarea(attrs={"rows": 4}), strip=False)
+        source = forms.ModelChoiceField(
+            label=_("source"), queryset=Source.objects.order_by("name"), required=False
+        )
+        platform = forms.ChoiceField(
+            label=_("platform"), choices=[("", _("the source's platform")), *Platform.choices], required=False
+        )
+        is_public = forms.BooleanField(label=_("public"), required=False, initial=True)
+        followers_count = forms.IntegerField(label=_("followers"), min_value=0, required=False)
+        verified = forms.BooleanField(label=_("verified account"), required=False)
+        vip = forms.BooleanField(label=_("VIP customer"), required=False)
+        has_open_ticket = forms.BooleanField(label=_("customer already has an open ticket"), required=False)
+        language = forms.ChoiceField(label=_("language"), required=False)
+        created_at = forms.DateTimeField(
+            label=_("written at"),
+            required=False,
+            help_text=_("Desk time zone; empty: now."),
+            widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        )
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            from inbox.routing.language import desk_languages
+
+            super().__init__(*args, **kwargs)
+            self.fields["language"].choices = [
+                ("", _("detect from the text")),
+                *((c, c) for c in desk_languages()),
+            ]
+
+    change_list_template = "admin/inbox/routingrule/change_list.html"
+    form = Form
     list_display = ("position", "name", "enabled", "queue", "set_priority", "mark_noise", "continue_matching")
     list_display_links = ("name",)
     list_editable = ("position", "enabled")
@@ -701,66 +833,401 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     list_select_related = ("queue",)
     search_fields = ("name", "keywords", "text_regex")
     filter_horizontal = ("sources",)
+    readonly_fields = ("created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "position", "enabled", "continue_matching")}),
         (
             _("Conditions"),
             {
                 "fields": (
-                    "sources", "platforms", "visibility", "languages", "keywords", "text_regex",
-                    "min_followers", "verified", "vip", "sentiment_below", "sentiment_above",
-                    "active_from", "active_until", "active_weekdays", "has_open_ticket",
+                    "sources",
+                    "platforms",
+                    "visibility",
+                    "languages",
+                    "keywords",
+                    "text_regex",
+                    "min_followers",
+                    "verified",
+                    "vip",
+                    "sentiment_below",
+                    "sentiment_above",
+                    "active_from",
+                    "active_until",
+                    "active_weekdays",
+                    "has_open_ticket",
                 )
             },
         ),
         (
             _("Actions"),
-            {"fields": ("queue", "set_priority", "add_tags", "sla_policy", "mark_noise", "requires_approval")},
+            {
+                "fields": (
+                    "queue",
+                    "set_priority",
+                    "add_tags",
+                    "sla_policy",
+                    "mark_noise",
+                    "requires_approval",
+                )
+            },
         ),
+        (_("Record"), {"fields": ("created_at", "updated_at")}),
     )
+
+    def save_model(self, request: HttpRequest, obj: RoutingRule, form: forms.ModelForm, change: bool) -> None:
+        from inbox.services.routing_rules import FIELDS, routing_rule_create, routing_rule_update
+
+        names = form.changed_data if change else list(form.cleaned_data)
+        values: dict[str, Any] = {}
+        for name in names:
+            if name in ("queue", "sla_policy"):
+                related = form.cleaned_data[name]
+                values[f"{name}_id"] = related.pk if related is not None else None
+            elif name in FIELDS:
+                values[name] = form.cleaned_data[name]
+        source_ids = None
+        if "sources" in form.cleaned_data and (not change or "sources" in form.changed_data):
+            source_ids = [source.pk for source in form.cleaned_data["sources"]]
+        if change:
+            rule = routing_rule_update(
+                rule_id=obj.pk, fields=values, source_ids=source_ids, actor=request.user
+            )
+        else:
+            rule = routing_rule_create(fields=values, source_ids=source_ids or (), actor=request.user)
+        obj.pk = rule.pk
+        obj.position = rule.position
+        obj._state.adding = False
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        # The sources were saved by the service with the rule; there are no inlines.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: RoutingRule) -> None:
+        from inbox.services.routing_rules import routing_rule_delete
+
+        routing_rule_delete(rule_id=obj.pk, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from inbox.services.routing_rules import routing_rule_delete
+
+        for rule_id in list(queryset.values_list("pk", flat=True)):
+            routing_rule_delete(rule_id=rule_id, actor=request.user)
+
+    def get_urls(self) -> list:
+        from django.urls import path
+
+        name = f"{self.opts.app_label}_{self.opts.model_name}_try"
+        return [path("try/", self.admin_site.admin_view(self.try_view), name=name), *super().get_urls()]
+
+    def try_view(self, request: HttpRequest) -> Any:
+        """Route a sample message with the rules in force; nothing is stored."""
+        from django.core.exceptions import PermissionDenied
+        from django.template.response import TemplateResponse
+
+        from inbox.routing.engine import RuleTrace
+        from inbox.selectors.routing import routing_preview
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = self.TryForm(request.POST if request.method == "POST" else None)
+        preview = None
+        if form.is_valid():
+            given = form.cleaned_data
+            preview = routing_preview(
+                text=given["text"],
+                platform=given["platform"],
+                source=given["source"],
+                is_public=given["is_public"],
+                followers_count=given["followers_count"],
+                verified=given["verified"],
+                vip=given["vip"],
+                has_open_ticket=given["has_open_ticket"],
+                language=given["language"],
+                created_at=given["created_at"],
+            )
+        outcomes = {
+            RuleTrace.Outcome.MATCHED: _("matched"),
+            RuleTrace.Outcome.NOT_MATCHED: _("did not match"),
+            RuleTrace.Outcome.NOT_REACHED: _("not reached"),
+            RuleTrace.Outcome.BROKEN: _("cannot run"),
+        }
+        rows = [
+            {
+                "trace": trace,
+                "outcome": outcomes[trace.outcome],
+                "matched": trace.rule_id in preview.decision.rule_ids,
+            }
+            for trace in (preview.traces if preview is not None else ())
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Try the routing rules"),
+            "form": form,
+            "preview": preview,
+            "rows": rows,
+            "priorities": dict(Ticket.Priority.choices),
+        }
+        return TemplateResponse(request, "admin/inbox/routingrule/try.html", context)
 
 
 class BusinessHoursInline(admin.TabularInline):
+    """Weekly shifts in the calendar's local time; checked together (overlaps, never open)."""
+
+    class FormSet(forms.BaseInlineFormSet):
+        def clean(self) -> None:
+            from inbox.services.sla import shift_problems
+            from inbox.sla.clock import Shift
+
+            super().clean()
+            if any(self.errors):
+                return
+            shifts = [
+                Shift(f.cleaned_data["weekday"], f.cleaned_data["start"], f.cleaned_data["end"])
+                for f in self.forms
+                if f.cleaned_data and not f.cleaned_data.get("DELETE")
+            ]
+            problems = shift_problems(always_open=self.instance.always_open, shifts=shifts)
+            if problems:
+                raise ValidationError(problems)
+
     model = BusinessHours
+    formset = FormSet
     extra = 0
 
 
 class CalendarHolidayInline(admin.TabularInline):
+    """Custom closed dates on top of the country's public holidays."""
+
     model = CalendarHoliday
     extra = 0
 
 
 @admin.register(BusinessCalendar)
 class BusinessCalendarAdmin(admin.ModelAdmin):
+    """Business calendars; every change makes the SLA configuration reload everywhere."""
+
+    class Form(forms.ModelForm):
+        class Meta:
+            model = BusinessCalendar
+            fields = ("name", "time_zone", "always_open", "holiday_country", "holiday_subdivision")
+
+        def clean_holiday_country(self) -> str:
+            return self.cleaned_data["holiday_country"].upper()
+
+        def clean(self) -> dict[str, Any]:
+            from inbox.services.sla import region_problems
+
+            cleaned = super().clean()
+            problems = region_problems(
+                time_zone=cleaned.get("time_zone", ""),
+                holiday_country=cleaned.get("holiday_country", ""),
+                holiday_subdivision=cleaned.get("holiday_subdivision", ""),
+            )
+            if problems:
+                raise ValidationError(problems)
+            return cleaned
+
+    form = Form
     list_display = ("name", "time_zone", "always_open", "holiday_country", "holiday_subdivision")
     search_fields = ("name",)
     inlines = [BusinessHoursInline, CalendarHolidayInline]
 
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        from inbox.services.sla import sla_config_changed
+
+        super().save_related(request, form, formsets, change)
+        sla_config_changed()
+
+    def delete_model(self, request: HttpRequest, obj: BusinessCalendar) -> None:
+        from inbox.services.sla import business_calendar_delete
+
+        business_calendar_delete(calendar=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[BusinessCalendar]) -> None:
+        from inbox.services.sla import sla_config_changed
+
+        super().delete_queryset(request, queryset)
+        sla_config_changed()
+
 
 @admin.register(SlaPolicy)
 class SlaPolicyAdmin(admin.ModelAdmin):
+    """SLA policies; checked like in the API (one policy per queue and priority)."""
+
+    class Form(forms.ModelForm):
+        class Meta:
+            model = SlaPolicy
+            fields = (
+                "name", "queue", "priority", "calendar", "first_response_minutes", "next_response_minutes",
+                "resolution_minutes", "at_risk_ratio", "notify_leads", "raise_priority",
+            )  # fmt: skip
+
+        def clean(self) -> dict[str, Any]:
+            from inbox.services.sla import policy_problems
+
+            cleaned = super().clean()
+            queue = cleaned.get("queue")
+            problems = policy_problems(
+                pk=self.instance.pk,
+                queue_id=queue.pk if queue is not None else None,
+                priority=cleaned.get("priority"),
+                at_risk_ratio=cleaned.get("at_risk_ratio", self.instance.at_risk_ratio),
+            )
+            if problems:
+                raise ValidationError(problems)
+            return cleaned
+
+    form = Form
     list_display = (
         "name", "queue", "priority", "calendar", "first_response_minutes", "next_response_minutes",
-        "resolution_minutes",
-    )
+        "resolution_minutes", "at_risk_ratio", "notify_leads", "raise_priority",
+    )  # fmt: skip
     list_filter = ("queue", "priority", "calendar")
     list_select_related = ("queue", "calendar")
     search_fields = ("name",)
 
+    def save_model(self, request: HttpRequest, obj: SlaPolicy, form: forms.ModelForm, change: bool) -> None:
+        from inbox.services.sla import sla_config_changed
+
+        super().save_model(request, obj, form, change)
+        sla_config_changed()
+
+    def delete_model(self, request: HttpRequest, obj: SlaPolicy) -> None:
+        from inbox.services.sla import sla_policy_delete
+
+        sla_policy_delete(policy=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SlaPolicy]) -> None:
+        from inbox.services.sla import sla_config_changed
+
+        super().delete_queryset(request, queryset)
+        sla_config_changed()
+
 
 @admin.register(InternalTeam)
 class InternalTeamAdmin(admin.ModelAdmin):
+    """Back-office teams; saved through the escalation services, which check them."""
+
+    class Form(forms.ModelForm):
+        class Meta:
+            model = InternalTeam
+            fields = ("name", "queue", "email", "target_minutes", "active")
+
+        def clean(self) -> dict[str, Any]:
+            data = super().clean()
+            if not data.get("queue") and not data.get("email"):
+                raise ValidationError(_("Give the team a desk queue, an e-mail address, or both."))
+            if data.get("target_minutes") == 0:
+                raise ValidationError({"target_minutes": _("Leave empty for no target, or give minutes.")})
+            return data
+
+    form = Form
     list_display = ("name", "queue", "email", "target_minutes", "active")
     list_filter = ("active",)
     list_select_related = ("queue",)
     search_fields = ("name", "email")
+    autocomplete_fields = ("queue",)
+
+    def save_model(
+        self, request: HttpRequest, obj: InternalTeam, form: forms.ModelForm, change: bool
+    ) -> None:
+        from inbox.services.escalations import internal_team_create, internal_team_update
+
+        fields = ("name", "queue", "email", "target_minutes", "active")
+        if change:
+            changed = {name: getattr(obj, name) for name in fields if name in form.changed_data}
+            if changed:
+                internal_team_update(team=obj, **changed)
+            return
+        team = internal_team_create(**{name: getattr(obj, name) for name in fields})
+        obj.pk = team.pk
+
+    def has_delete_permission(self, request: HttpRequest, obj: InternalTeam | None = None) -> bool:
+        # Escalations keep their team; a team that is no longer asked is made inactive.
+        return False
 
 
 @admin.register(Escalation)
 class EscalationAdmin(IdSearchMixin, admin.ModelAdmin):
+    """Escalations are created, answered and cancelled through the services (with their events
+    and e-mail); here an operator can escalate, cancel and look, not edit."""
+
+    class Form(forms.ModelForm):
+        class Meta:
+            model = Escalation
+            fields = ("ticket", "team", "note")
+
+        def clean(self) -> dict[str, Any]:
+            data = super().clean()
+            ticket, team = data.get("ticket"), data.get("team")
+            if team is not None and not team.active:
+                raise ValidationError({"team": _("This team is not active.")})
+            if ticket is not None and not ticket.is_active:
+                raise ValidationError({"ticket": _("Only active tickets can be escalated.")})
+            if (
+                ticket is not None
+                and team is not None
+                and Escalation.objects.filter(
+                    ticket=ticket, team=team, status=Escalation.Status.WAITING
+                ).exists()
+            ):
+                raise ValidationError(_("This ticket already waits on this team."))
+            return data
+
+    form = Form
     list_display = ("id", "ticket", "team", "status", "created_by", "created_at", "due_at", "answered_at")
     list_filter = ("status", "team")
     list_select_related = ("ticket", "team", "created_by")
     search_fields = ("note", "answer", "answered_by")
     raw_id_fields = ("ticket",)
-    readonly_fields = ("reply_token", "created_at", "answered_at")
+    actions = ("cancel_waiting",)
+    _shown = (
+        "ticket",
+        "team",
+        "note",
+        "status",
+        "created_by",
+        "created_at",
+        "due_at",
+        "reply_token",
+        "answer",
+        "answered_by",
+        "answered_at",
+    )
+
+    def get_fields(self, request: HttpRequest, obj: Escalation | None = None) -> tuple[str, ...]:
+        return ("ticket", "team", "note") if obj is None else self._shown
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Escalation | None = None) -> tuple[str, ...]:
+        return () if obj is None else self._shown
+
+    def save_model(self, request: HttpRequest, obj: Escalation, form: forms.ModelForm, change: bool) -> None:
+        from inbox.services.escalations import escalation_create
+
+        if change:
+            return  # nothing is editable
+        escalation = escalation_create(ticket=obj.ticket, team=obj.team, note=obj.note, actor=request.user)
+        obj.pk = escalation.pk
+
+    def has_delete_permission(self, request: HttpRequest, obj: Escalation | None = None) -> bool:
+        return False
+
+    @admin.action(description=_("Cancel (stop waiting on the team)"), permissions=["change"])
+    def cancel_waiting(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from inbox.services.escalations import EscalationNotWaiting, escalation_cancel
+
+        cancelled = 0
+        for escalation in queryset.filter(status=Escalation.Status.WAITING).order_by("pk"):
+            try:
+                escalation_cancel(escalation=escalation, actor=request.user, reason="cancelled in the admin")
+            except EscalationNotWaiting:
+                continue  # answered or cancelled since the page was loaded
+            cancelled += 1
+        self.message_user(
+            request,
+            ngettext("%(count)d escalation cancelled.", "%(count)d escalations cancelled.", cancelled)
+            % {"count": cancelled},
+            messages.SUCCESS,
+        )

@@ -106,3 +106,14 @@ def scripted(db, default_queue, redis_client):
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness buys nothing in tests.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sla_config():
+    # Test transactions roll back and never commit, so the per-process SLA cache is
+    # never told to reload: start every test from the database.
+    from inbox.selectors.sla import forget_sla_config
+
+    forget_sla_config()
+    yield
+    forget_sla_config()

@@ -186,6 +186,22 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=env.float("POLL_TICK_SECONDS", default=2.0)),
         "options": {"queue": "ingest", "expires": 10},
     },
+    "evaluate-sla": {
+        "task": "inbox.tasks.sla.evaluate_sla",
+        "schedule": timedelta(seconds=30),
+        "options": {"queue": "default", "expires": 25},
+    },
+    # Safety net: the sweep also runs whenever capacity frees up or an agent comes online.
+    "sweep-all-queues": {
+        "task": "inbox.tasks.assignment.sweep_all_queues",
+        "schedule": timedelta(seconds=30),
+        "options": {"queue": "default", "expires": 25},
+    },
+    "expire-presence": {
+        "task": "inbox.tasks.assignment.expire_presence",
+        "schedule": timedelta(seconds=15),
+        "options": {"queue": "default", "expires": 12},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -193,6 +209,14 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # EMAIL_URL like smtp://user:pass@host:587/?tls=True; the default prints mail to the log.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webcare-desk@localhost")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# Answers from e-mail teams come back to this address; {token} identifies the escalation.
+ESCALATION_REPLY_ADDRESS = env.str("ESCALATION_REPLY_ADDRESS", default="escalations+{token}@localhost")
+# Shared secret for mail gateways posting answers to /api/v1/escalations/inbound-email/;
+# empty switches that endpoint off.
+ESCALATION_INBOUND_SECRET = env.str("ESCALATION_INBOUND_SECRET", default="")
+ESCALATION_EMAIL_MAX_RETRIES = env.int("ESCALATION_EMAIL_MAX_RETRIES", default=6)
+ESCALATION_EMAIL_RETRY_SECONDS = env.int("ESCALATION_EMAIL_RETRY_SECONDS", default=60)
 
 # --- Desk behaviour -----------------------------------------------------------
 WEBCARE = {
@@ -210,6 +234,12 @@ WEBCARE = {
     "DELIVERY_MAX_RETRIES": env.int("DELIVERY_MAX_RETRIES", default=8),
     "DELIVERY_BACKOFF_MAX_SECONDS": env.int("DELIVERY_BACKOFF_MAX_SECONDS", default=600),
     "HTTP_TIMEOUT_SECONDS": env.float("HTTP_TIMEOUT_SECONDS", default=10.0),
+    # An agent whose desk sent no heartbeat for this long is offline.
+    "PRESENCE_TTL_SECONDS": env.int("PRESENCE_TTL_SECONDS", default=60),
+    # A customer's follow-up goes back to the agent of their tickets from this many days.
+    "STICKY_FOLLOW_UP_DAYS": env.int("STICKY_FOLLOW_UP_DAYS", default=30),
+    # How often each process checks whether routing rules changed.
+    "ROUTING_RULES_CHECK_SECONDS": env.float("ROUTING_RULES_CHECK_SECONDS", default=1.0),
 }
 
 # --- REST framework -----------------------------------------------------------

@@ -1,5 +1,23 @@
 """Pure routing decisions: facts about a new ticket in, a RoutingDecision out. No DB writes."""
 
-from .engine import RoutingDecision, RoutingFacts, decide
+from .engine import (
+    CompiledRules,
+    RoutingDecision,
+    RoutingFacts,
+    RuleTrace,
+    compile_rules,
+    decide,
+    explain,
+    local_clock,
+)
 
-__all__ = ["RoutingDecision", "RoutingFacts", "decide"]
+__all__ = [
+    "CompiledRules",
+    "RoutingDecision",
+    "RoutingFacts",
+    "RuleTrace",
+    "compile_rules",
+    "decide",
+    "explain",
+    "local_clock",
+]

@@ -34,9 +34,12 @@ from inbox.connectors.base import (
 from inbox.connectors.registry import get_connector
 from inbox.models import DeliveryAttempt, Message, OutboundDelivery, Source, Ticket, TicketEvent
 from inbox.realtime.publish import publish_on_commit
+from inbox.selectors.sla import sla_config
 from inbox.services.events import event_for
 from inbox.services.locks import lock
 from inbox.services.normalize import clean_text
+from inbox.services.sla import sla_state_event
+from inbox.sla.policy import TicketClocks, sla_for_agent_reply
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +106,16 @@ def reply_create(
         ]
         fields = ["last_message_at", "updated_at"]
         ticket.last_message_at = max(ticket.last_message_at, now)
-        if ticket.first_response_at is None:
+        first_response = ticket.first_response_at is None
+        # The reply meets the first or next response target; it also stamps first_response_at.
+        sla = sla_for_agent_reply(
+            TicketClocks.of(ticket), sla_config().applied(ticket.sla_policy_id, ticket.queue_id),
+            at=now, now=now,
+        )
+        fields += sla.apply(ticket)
+        if sla.state_change is not None:
+            events.append(sla_state_event(ticket=ticket, change=sla.state_change))
+        if first_response:
             ticket.first_response_at = now
             fields.append("first_response_at")
             events.append(event_for(ticket, "ticket.first_response", actor_id=author.pk,
@@ -113,7 +125,7 @@ def reply_create(
             fields.append("status")
             events.append(event_for(ticket, "ticket.status_changed", actor_id=author.pk,
                                     old="new", new="open", reason="agent replied"))
-        ticket.save(update_fields=fields)
+        ticket.save(update_fields=list(dict.fromkeys(fields)))
         events.append(_delivery_event(ticket, delivery, actor_id=author.pk))
         TicketEvent.objects.bulk_create(events)
         publish_on_commit(events)
