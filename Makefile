@@ -45,6 +45,7 @@ run: demo
 test: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run --verbosity 0
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file var/openapi.yml
 	$(BIN)/python -m webcare.devtools.testrun -- $(PYTEST_ARGS)
 
 bench: setup-dev
