@@ -33,11 +33,27 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from inbox.connectors.base import InboundMessage, RejectedItem
-from inbox.models import Contact, Customer, DeadLetter, Message, Queue, Source, Ticket, TicketEvent
+from inbox.models import Contact, Customer, DeadLetter, Message, Queue, Source, Tag, Ticket, TicketEvent
 from inbox.realtime.publish import publish_on_commit
 from inbox.routing import RoutingFacts, decide
+from inbox.routing.engine import local_clock
+from inbox.routing.language import detect_language, score_sentiment
+from inbox.selectors.routing import (
+    customers_vip,
+    customers_with_open_tickets,
+    desk_time_zone,
+    routing_rules_compiled,
+)
+from inbox.selectors.sla import sla_config
 from inbox.services.events import event_for
 from inbox.services.normalize import CleanItem, InvalidItem, clean_item, dump_for_operator
+from inbox.services.sla import sla_state_event
+from inbox.sla.policy import (
+    TicketClocks,
+    sla_for_agent_reply,
+    sla_for_customer_message,
+    sla_for_new_ticket,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +100,12 @@ def ingest_batch(
     messages: Sequence[InboundMessage],
     rejected: Sequence[RejectedItem] = (),
     origin: str = DeadLetter.Origin.POLL,
+    assign: bool = True,
 ) -> IngestResult:
-    """Store a batch from ``source``. Returns counts; raises only if the database is down."""
+    """Store a batch from ``source``. Returns counts; raises only if the database is down.
+
+    ``assign=False`` leaves new and reopened tickets for the backlog sweep instead of
+    pushing them to agents after commit (a history import does this)."""
     result = IngestResult()
     max_len = settings.WEBCARE["MAX_TEXT_LENGTH"]
     dead: list[DeadLetter] = [
@@ -121,18 +141,20 @@ def ingest_batch(
         logger.warning("ingest: %d item(s) from %s dead-lettered", len(dead), source)
 
     if clean:
-        result.merge(_store_with_fallback(source, clean, origin))
+        result.merge(_store_with_fallback(source, clean, origin, assign))
     return result
 
 
-def _store_with_fallback(source: Source, items: list[tuple[int, CleanItem]], origin: str) -> IngestResult:
+def _store_with_fallback(
+    source: Source, items: list[tuple[int, CleanItem]], origin: str, assign: bool
+) -> IngestResult:
     # A concurrent writer on another source can win a contact insert race; one
     # retry sees its rows. Any other database error isolates the bad item by
     # storing one at a time, so the rest of the batch still lands.
     for attempt in range(2):
         try:
             with transaction.atomic():
-                return _store(source, items)
+                return _store(source, items, assign)
         except IntegrityError:
             if attempt == 0:
                 logger.info("ingest: integrity conflict for %s, retrying batch", source)
@@ -147,7 +169,7 @@ def _store_with_fallback(source: Source, items: list[tuple[int, CleanItem]], ori
     for pair in items:
         try:
             with transaction.atomic():
-                result.merge(_store(source, [pair]))
+                result.merge(_store(source, [pair], assign))
         except DatabaseError as exc:
             result.merge(_dead_letter_items(source, [pair], origin, error=exc))
     return result
@@ -218,13 +240,25 @@ class _Batch:
         self.events: list[TicketEvent] = []
         self.result = IngestResult()
         self.desk_default_queue_id = desk_default_queue_id
+        # Routing and SLA configuration, read once per batch (cached per process).
+        self.rules = routing_rules_compiled()
+        self.sla = sla_config()
+        self.zone = desk_time_zone()
+        self.vip_customers: set[int] = set()
+        self.customers_with_open_tickets: set[int] = set()
+        # name -> tickets routing tagged in this batch
+        self.tags: dict[str, list[Ticket]] = defaultdict(list)
+        # Tickets the assignment service should look at after commit.
+        self.to_assign: list[Ticket] = []
+        self.assign = True
 
 
-def _store(source: Source, items: list[tuple[int, CleanItem]]) -> IngestResult:
+def _store(source: Source, items: list[tuple[int, CleanItem]], assign: bool) -> IngestResult:
     db = transaction.get_connection()
     # Serialise batches of one source (PostgreSQL row lock; SQLite takes its write
     # lock at BEGIN IMMEDIATE), so dedupe and threading see every committed row.
     batch = _Batch(source, _lock_source(db, source))
+    batch.assign = assign
     result = batch.result
 
     # 1. Duplicates, in the database and inside the batch. The same query brings every
@@ -258,6 +292,10 @@ def _store(source: Source, items: list[tuple[int, CleanItem]]) -> IngestResult:
     contacts = _upsert_contacts(
         source.platform, [i for i in fresh.values() if not i.author_is_brand], batch.now
     )
+
+    customer_ids = {contact.customer_id for contact in contacts.values()}
+    batch.vip_customers = customers_vip(customer_ids)
+    batch.customers_with_open_tickets = customers_with_open_tickets(customer_ids)
 
     # 3. What the batch refers to: parents, conversations, replies waiting for a parent.
     parent_ids = {
@@ -293,6 +331,11 @@ def _store(source: Source, items: list[tuple[int, CleanItem]]) -> IngestResult:
         c: batch.tickets[t] for c, t in conversations.items() if t in batch.tickets
     }
     for item in _causal_order(fresh):
+        if not item.author_is_brand:
+            # The platform's language tag is only a hint (many send the account's setting);
+            # when detection is unsure, or the language is not a desk language, it stays.
+            item.language = detect_language(item.text, hint=item.language) or item.language
+            item.sentiment = score_sentiment(item.text, item.language)
         parent = known.get(item.in_reply_to_external_id) if item.in_reply_to_external_id else None
         ticket = _thread_ticket(batch, item, parent, conv_tickets, orphans)
         message = Message(
@@ -304,6 +347,7 @@ def _store(source: Source, items: list[tuple[int, CleanItem]]) -> IngestResult:
             conversation_id=item.conversation_id,
             text=item.text,
             language=item.language,
+            sentiment=item.sentiment,
             created_at=item.created_at,
             raw=item.raw,
         )
@@ -452,6 +496,11 @@ def _attach_brand_message(batch: _Batch, item: CleanItem, ticket: Ticket | None)
     answers the conversation it belongs to and never opens a ticket of its own."""
     if ticket is None:
         return None
+    clocks = TicketClocks.of(ticket)
+    change = sla_for_agent_reply(clocks, batch.sla.for_ticket(clocks), at=item.created_at, now=batch.now)
+    change.apply(ticket)
+    if change.state_change is not None:
+        batch.events.append(sla_state_event(ticket=ticket, change=change.state_change))
     if item.created_at >= ticket.opened_at and (
         ticket.first_response_at is None or item.created_at < ticket.first_response_at
     ):
@@ -466,6 +515,7 @@ def _attach_customer_message(
     batch: _Batch, item: CleanItem, ticket: Ticket | None, contact: Contact
 ) -> Ticket:
     previous: Ticket | None = None
+    before = TicketClocks.of(ticket) if ticket is not None else None
     if ticket is not None and ticket.status in (Ticket.Status.SOLVED, Ticket.Status.CLOSED):
         within = (
             ticket.status == Ticket.Status.SOLVED
@@ -478,6 +528,7 @@ def _attach_customer_message(
             ticket.reopened_count += 1
             batch.result.tickets_reopened += 1
             batch.events.append(event_for(ticket, "ticket.reopened", reason="customer wrote again"))
+            batch.to_assign.append(ticket)
         else:
             previous, ticket = ticket, None
     if ticket is None:
@@ -490,6 +541,16 @@ def _attach_customer_message(
                     ticket, "ticket.status_changed", old="pending", new="open", reason="customer replied"
                 )
             )
+            batch.to_assign.append(ticket)
+        # Resumes clocks stopped while pending or solved, and starts the next-response clock.
+        change = sla_for_customer_message(before, batch.sla.for_ticket(before), at=item.created_at)
+        change.apply(ticket)
+        if change.state_change is not None:
+            batch.events.append(sla_state_event(ticket=ticket, change=change.state_change))
+        if item.sentiment is not None:
+            ticket.sentiment = item.sentiment
+        if not ticket.language and item.language:
+            ticket.language = item.language
         _mark_changed(batch, ticket)
     if item.created_at > ticket.last_message_at:
         ticket.last_message_at = item.created_at
@@ -500,6 +561,7 @@ def _attach_customer_message(
 
 def _new_ticket(batch: _Batch, item: CleanItem, contact: Contact, previous: Ticket | None) -> Ticket:
     source = batch.source
+    local_time, weekday = local_clock(item.created_at, batch.zone)
     decision = decide(
         RoutingFacts(
             source_id=source.pk,
@@ -511,23 +573,42 @@ def _new_ticket(batch: _Batch, item: CleanItem, contact: Contact, previous: Tick
             verified=item.author.verified,
             source_default_queue_id=source.default_queue_id,
             desk_default_queue_id=batch.desk_default_queue_id,
-        )
+            sentiment=item.sentiment,
+            vip=contact.customer_id in batch.vip_customers,
+            has_open_ticket=contact.customer_id in batch.customers_with_open_tickets,
+            local_time=local_time,
+            weekday=weekday,
+        ),
+        batch.rules,
     )
+    priority = decision.priority if decision.priority is not None else Ticket.Priority.NORMAL
     ticket = Ticket(
         source_id=source.pk,
         queue_id=decision.queue_id,
         customer_id=contact.customer_id,
         contact_id=contact.pk,
         status=Ticket.Status.NEW,
-        priority=decision.priority if decision.priority is not None else Ticket.Priority.NORMAL,
+        priority=priority,
         is_private=not item.is_public,
         language=item.language,
+        sentiment=item.sentiment,
         subject=item.text[:_PREVIEW],
         previous_ticket_id=previous.pk if previous is not None else None,
         opened_at=item.created_at,
         last_message_at=item.created_at,
         last_customer_message_at=item.created_at,
+        routing_rule_id=decision.rule_id,
+        is_noise=decision.is_noise,
+        reply_approval_required=decision.requires_approval,
     )
+    if not decision.is_noise:
+        policy = batch.sla.select(
+            queue_id=decision.queue_id, priority=priority, explicit_policy_id=decision.sla_policy_id
+        )
+        sla_for_new_ticket(policy, opened_at=item.created_at).apply(ticket)
+        batch.to_assign.append(ticket)
+    for name in decision.tags:
+        batch.tags[name].append(ticket)
     batch.new_tickets.append(ticket)
     batch.result.tickets_created += 1
     batch.events.append(
@@ -536,6 +617,11 @@ def _new_ticket(batch: _Batch, item: CleanItem, contact: Contact, previous: Tick
             "ticket.created",
             queue_id=decision.queue_id,
             routing_reason=decision.reason,
+            routing_rule_ids=list(decision.rule_ids),
+            priority=priority,
+            tags=list(decision.tags),
+            is_noise=decision.is_noise,
+            sla_policy_id=ticket.sla_policy_id,
             previous_ticket_id=previous.pk if previous else None,
             is_private=ticket.is_private,
             language=ticket.language,
@@ -678,10 +764,31 @@ def _write(batch: _Batch) -> None:
             Ticket,
             changed,
             ["status", "solved_at", "reopened_count", "last_message_at",
-             "last_customer_message_at", "first_response_at", "updated_at"],
+             "last_customer_message_at", "first_response_at", "updated_at",
+             "language", "sentiment", "first_response_due_at", "next_response_due_at",
+             "resolution_due_at", "pending_since", "last_agent_reply_at", "sla_state",
+             "sla_state_changed_at"],
         )  # fmt: skip
     _insert_rows(db, TicketEvent, events)
+    if batch.tags:
+        _tag_tickets(batch.tags)
     publish_on_commit(events, fresh_ticket_ids=frozenset(t.pk for t in batch.new_tickets))
+    if batch.assign:
+        # Imported here: the task module imports services, services must not import it first.
+        from inbox.tasks.assignment import assign_tickets_on_commit
+
+        assign_tickets_on_commit(t.pk for t in batch.to_assign)
+
+
+def _tag_tickets(tagged: dict[str, list[Ticket]]) -> None:
+    """Tags routing put on tickets of this batch (tags are created on first use)."""
+    names = sorted(tagged)
+    Tag.objects.bulk_create([Tag(name=name) for name in names], ignore_conflicts=True)
+    ids = dict(Tag.objects.filter(name__in=names).values_list("name", "id"))
+    Ticket.tags.through.objects.bulk_create(
+        [Ticket.tags.through(ticket_id=t.pk, tag_id=ids[name]) for name in names for t in tagged[name]],
+        ignore_conflicts=True,
+    )
 
 
 # --- Bulk writes ------------------------------------------------------------------------------

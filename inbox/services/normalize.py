@@ -100,6 +100,8 @@ class CleanItem:
     author_is_brand: bool
     language: str
     raw: dict
+    # Set by ingest (language detection and sentiment run on customer messages only).
+    sentiment: float | None = None
 
 
 def clean_item(item: Any, *, max_text_length: int) -> CleanItem:

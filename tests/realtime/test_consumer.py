@@ -33,8 +33,10 @@ def test_anonymous_connection_is_refused():
 
 
 def test_agent_hears_ingest_events_of_own_queue_only(redis_client):
-    care = QueueFactory(name="Care", slug="care", is_default=True)
-    baggage = QueueFactory(name="Baggage", slug="baggage")
+    # Pull queues: connecting makes the agent present, and a push queue would hand them the
+    # ticket (one more frame) whenever a worker happens to run.
+    care = QueueFactory(name="Care", slug="care", is_default=True, assignment_mode="pull")
+    baggage = QueueFactory(name="Baggage", slug="baggage", assignment_mode="pull")
     agent = AgentProfileFactory().user
     care.members.add(agent)
     care_source = SourceFactory(name="care-src", default_queue=care)

@@ -80,3 +80,21 @@ def test_worker_stores_permanent_failure_with_platform_reason(celery_worker, dem
     delivery.refresh_from_db()
     assert delivery.last_error == "simulated 422: status is a duplicate of a recent post"
     assert SimulatedPlatform(demo_source.pk).reply_count() == 0
+
+
+def test_worker_assigns_new_ticket_to_online_agent_who_speaks_the_language(celery_worker, demo_source):
+    from inbox.services.presence import presence_connect
+
+    dutch = AgentProfileFactory(languages=["nl", "en"], capacity=5)
+    english = AgentProfileFactory(languages=["en"], capacity=5)
+    for profile in (dutch, english):
+        demo_source.default_queue.members.add(profile.user)
+        presence_connect(user_id=profile.user.pk, connection_id=f"tab-{profile.pk}")
+
+    ingest_batch(source=demo_source, messages=[
+        inbound("nl1", text="Mijn koffer is niet aangekomen op Schiphol, wat moet ik doen?")
+    ])
+    ticket = Ticket.objects.get()
+    assert ticket.language == "nl"
+    wait_for(lambda: Ticket.objects.get(pk=ticket.pk).assignee_id, what="the assignment")
+    assert Ticket.objects.get(pk=ticket.pk).assignee == dutch.user
