@@ -59,11 +59,14 @@ def _wait_for_worker(proc: subprocess.Popen, log: Path, timeout: float = 60.0) -
     raise TimeoutError(f"celery worker not ready after {timeout}s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def celery_worker(django_db_setup, django_db_blocker):
     """A real ``celery worker`` process on the test database and the suite's Redis.
 
-    Tests that use it need committed data: mark them ``transactional_db``.
+    Tests that use it need committed data: mark them ``transactional_db``. One worker
+    per test, stopped before the test's tables are flushed: a worker still running
+    tasks (or retries waiting for their time) would race the flush, and other
+    transactional tests must not have their after-commit tasks picked up at all.
     """
     from webcare.celery import app
 
