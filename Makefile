@@ -50,6 +50,7 @@ test: setup-dev
 
 bench: setup-dev
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/routing.py
 
 lint: setup-dev
 	$(BIN)/ruff check .

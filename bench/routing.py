@@ -329,11 +329,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--quick", action="store_true", help="small run (CI smoke test)")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    parser.add_argument(
+        "--no-sweep", action="store_true", help="skip the backlog sweep on PostgreSQL (bench/backlog_sweep.py)"
+    )
     args = parser.parse_args(argv)
     result = measure(quick=args.quick)
     print(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    if not args.no_sweep:
+        # The second half of the routing benchmark: assignment of a large backlog.
+        import backlog_sweep
+
+        print()
+        status = backlog_sweep.main(["--quick"] if args.quick else [])
+        if status:
+            raise SystemExit(status)
     return result
 
 
