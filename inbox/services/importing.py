@@ -40,7 +40,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from inbox.connectors.base import AuthorIdentity, InboundMessage, RejectedItem
-from inbox.models import DeadLetter, Message, Platform, Source
+from inbox.models import DeadLetter, Message, Platform, Source, Ticket
 from inbox.services.ingest import ingest_batch
 from inbox.services.normalize import InvalidItem, clean_item
 from inbox.services.tickets import tickets_solve_history
@@ -240,8 +240,13 @@ def import_file(
 
     touched_messages: list[int] = []
     for chunk in _chunks(causal_order(file.rows), batch_size):
+        # No push assignment per batch: history is solved below, and what stays active is
+        # handed out by one sweep of its queues at the end.
         result = ingest_batch(
-            source=source, messages=[row.message for row in chunk], origin=DeadLetter.Origin.IMPORT
+            source=source,
+            messages=[row.message for row in chunk],
+            origin=DeadLetter.Origin.IMPORT,
+            assign=False,
         )
         summary.imported += result.created
         # An echo is a brand row already stored as an outbound reply: also already there.
@@ -273,6 +278,17 @@ def import_file(
             quiet_since=timezone.now() - settings.WEBCARE["REOPEN_WINDOW"],
             reason="imported history",
         )
+    if touched_messages:
+        from inbox.tasks.assignment import sweep_queues_on_commit
+
+        active_queues: set[int] = set()
+        for ids in _chunks(touched_messages, 900):
+            active_queues.update(
+                Ticket.objects.filter(
+                    messages__pk__in=ids, status__in=Ticket.ACTIVE_STATUSES, queue__isnull=False
+                ).values_list("queue_id", flat=True)
+            )
+        sweep_queues_on_commit(active_queues)
     summary.rejected.sort(key=lambda r: r.line)
     return summary
 

@@ -410,3 +410,21 @@ def test_keep_open_leaves_history_active(tmp_path, default_queue):
     out, _ = run(path, "--keep-open")
     assert out.splitlines() == summary_lines(1, 0, 1, [], solved=0)
     assert message("old1").ticket.status == Ticket.Status.NEW
+
+
+def test_import_sweeps_the_queues_of_conversations_left_active(tmp_path, default_queue, monkeypatch,
+                                                               django_capture_on_commit_callbacks):
+    from inbox.tasks import assignment
+
+    swept, pushed = [], []
+    monkeypatch.setattr(assignment.sweep_queue, "delay", swept.append)
+    monkeypatch.setattr(assignment.assign_tickets, "delay", pushed.append)
+    recent = timezone.now() - timedelta(days=1)
+    path = write_csv(tmp_path / "recent.csv", [
+        "message_id,author,is_brand,created_at,in_reply_to_id,text",
+        f"r1,ann,false,{recent.isoformat()},,Still waiting for my refund",
+    ])
+    with django_capture_on_commit_callbacks(execute=True):
+        run(path)
+    assert swept == [default_queue.pk]
+    assert pushed == []  # no per-batch push assignment during an import
