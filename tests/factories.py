@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from inbox.connectors.base import AuthorIdentity, InboundMessage
-from inbox.models import AgentProfile, Platform, Queue, Source
+from inbox.models import AgentProfile, Contact, Customer, Platform, Queue, Source
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -48,6 +48,23 @@ class SourceFactory(factory.django.DjangoModelFactory):
     platform = Platform.SIMULATED
     account_id = "brand"
     config = factory.LazyFunction(lambda: {"seed": 7, "rate_per_minute": 60})
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    display_name = factory.Sequence(lambda n: f"Customer {n}")
+
+
+class ContactFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Contact
+
+    platform = Platform.SIMULATED
+    external_id = factory.Sequence(lambda n: f"contact-{n}")
+    handle = factory.Sequence(lambda n: f"traveller{n}")
+    customer = factory.SubFactory(CustomerFactory)
 
 
 _ids = itertools.count(1)

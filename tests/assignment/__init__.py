@@ -8,28 +8,13 @@ from datetime import datetime, timedelta
 import factory
 from django.utils import timezone
 
-from inbox.models import AgentProfile, Contact, Customer, Queue, Source, Ticket
-from tests.factories import AgentProfileFactory, SourceFactory
+from inbox.models import AgentProfile, Queue, Source, Ticket
+from tests.factories import AgentProfileFactory, ContactFactory, SourceFactory
 
 #: Tickets open from here on, a minute apart unless told otherwise.
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.get_fixed_timezone(0))
 
 
-class CustomerFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Customer
-
-    display_name = factory.Sequence(lambda n: f"Customer {n}")
-
-
-class ContactFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Contact
-
-    platform = "simulated"
-    external_id = factory.Sequence(lambda n: f"c{n}")
-    handle = factory.Sequence(lambda n: f"customer{n}")
-    customer = factory.SubFactory(CustomerFactory)
 
 
 def _shared_source() -> Source:

@@ -7,9 +7,9 @@ from datetime import datetime, time, timedelta
 import factory
 from django.utils import timezone
 
-from inbox.models import Contact, Customer, RoutingRule, SlaPolicy, Ticket
+from inbox.models import RoutingRule, SlaPolicy, Ticket
 from inbox.routing.engine import RoutingFacts
-from tests.factories import SourceFactory
+from tests.factories import ContactFactory, SourceFactory
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.get_fixed_timezone(0))
 
@@ -42,21 +42,6 @@ class SlaPolicyFactory(factory.django.DjangoModelFactory):
     first_response_minutes = 60
 
 
-class CustomerFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Customer
-
-    display_name = factory.Sequence(lambda n: f"Customer {n}")
-
-
-class ContactFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Contact
-
-    platform = "simulated"
-    external_id = factory.Sequence(lambda n: f"routing-c{n}")
-    handle = factory.Sequence(lambda n: f"routing{n}")
-    customer = factory.SubFactory(CustomerFactory)
 
 
 class TicketFactory(factory.django.DjangoModelFactory):

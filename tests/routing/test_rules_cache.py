@@ -18,8 +18,8 @@ from inbox.selectors.routing import (
     routing_rules_compiled,
 )
 from inbox.services.routing_rules import routing_rule_create, routing_rule_update
-from tests.factories import QueueFactory, SourceFactory
-from tests.routing.factories import CustomerFactory, FactsFactory, RoutingRuleFactory, TicketFactory
+from tests.factories import CustomerFactory, QueueFactory, SourceFactory
+from tests.routing.factories import FactsFactory, RoutingRuleFactory, TicketFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,12 +11,10 @@ from inbox.models import (
     BusinessCalendar,
     BusinessHours,
     CalendarHoliday,
-    Contact,
-    Customer,
     SlaPolicy,
     Ticket,
 )
-from tests.factories import QueueFactory, SourceFactory
+from tests.factories import ContactFactory, QueueFactory, SourceFactory
 
 AMS = ZoneInfo("Europe/Amsterdam")
 
@@ -69,21 +67,6 @@ class SlaPolicyFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Policy {n}")
 
 
-class CustomerFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Customer
-
-    display_name = factory.Sequence(lambda n: f"Customer {n}")
-
-
-class ContactFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Contact
-
-    platform = "simulated"
-    external_id = factory.Sequence(lambda n: f"sla-contact-{n}")
-    handle = factory.Sequence(lambda n: f"traveller{n}")
-    customer = factory.SubFactory(CustomerFactory)
 
 
 class TicketFactory(factory.django.DjangoModelFactory):
