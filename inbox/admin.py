@@ -1004,8 +1004,18 @@ class CalendarHolidayInline(admin.TabularInline):
     extra = 0
 
 
+class SlaConfigAdmin(admin.ModelAdmin):
+    """Pages whose bulk deletes the per-process SLA configuration cache must hear about."""
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        from inbox.services.sla import sla_config_changed
+
+        super().delete_queryset(request, queryset)
+        sla_config_changed()
+
+
 @admin.register(BusinessCalendar)
-class BusinessCalendarAdmin(admin.ModelAdmin):
+class BusinessCalendarAdmin(SlaConfigAdmin):
     """Business calendars; every change makes the SLA configuration reload everywhere."""
 
     class Form(forms.ModelForm):
@@ -1045,15 +1055,9 @@ class BusinessCalendarAdmin(admin.ModelAdmin):
 
         business_calendar_delete(calendar=obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[BusinessCalendar]) -> None:
-        from inbox.services.sla import sla_config_changed
-
-        super().delete_queryset(request, queryset)
-        sla_config_changed()
-
 
 @admin.register(SlaPolicy)
-class SlaPolicyAdmin(admin.ModelAdmin):
+class SlaPolicyAdmin(SlaConfigAdmin):
     """SLA policies; checked like in the API (one policy per queue and priority)."""
 
     class Form(forms.ModelForm):
@@ -1098,12 +1102,6 @@ class SlaPolicyAdmin(admin.ModelAdmin):
         from inbox.services.sla import sla_policy_delete
 
         sla_policy_delete(policy=obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SlaPolicy]) -> None:
-        from inbox.services.sla import sla_config_changed
-
-        super().delete_queryset(request, queryset)
-        sla_config_changed()
 
 
 @admin.register(InternalTeam)
