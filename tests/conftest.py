@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from redis import Redis
 
-from tests.factories import QueueFactory, SourceFactory
+from tests.factories import AgentProfileFactory, QueueFactory, SourceFactory
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -120,3 +120,35 @@ def _fresh_sla_config():
     forget_sla_config()
     yield
     forget_sla_config()
+
+
+# --- People of the escalation tests (services, e-mail, API) -----------------------------------
+
+
+@pytest.fixture
+def anna(default_queue):
+    """An agent of the default queue, who has the ticket."""
+    user = AgentProfileFactory(user__username="anna", user__first_name="Anna", user__last_name="de Vries").user
+    default_queue.members.add(user)
+    return user
+
+
+@pytest.fixture
+def experts_queue(db):
+    return QueueFactory(name="Baggage experts", slug="baggage-experts")
+
+
+@pytest.fixture
+def expert(experts_queue):
+    """A back-office expert working in the desk, member of the experts' queue only."""
+    user = AgentProfileFactory(user__username="piet", user__first_name="Piet", user__last_name="Smit").user
+    experts_queue.members.add(user)
+    return user
+
+
+@pytest.fixture
+def outsider(db):
+    """An agent of another queue: sees none of this."""
+    user = AgentProfileFactory(user__username="olaf").user
+    QueueFactory(name="Other", slug="other").members.add(user)
+    return user

@@ -11,38 +11,13 @@ from inbox.models import AgentProfile, Escalation, InternalTeam, Message, Ticket
 from inbox.services.escalations import escalation_answer, escalation_create
 from inbox.services.ingest import ingest_batch
 from tests.escalations.test_services import BAG_NOTE, InternalTeamFactory
-from tests.factories import AgentProfileFactory, QueueFactory, inbound
+from tests.factories import AgentProfileFactory, inbound
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def anna(default_queue):
-    """The agent of the General queue, who has the ticket."""
-    user = AgentProfileFactory(
-        user__username="anna", user__first_name="Anna", user__last_name="de Vries"
-    ).user
-    default_queue.members.add(user)
-    return user
 
 
-@pytest.fixture
-def experts_queue(db):
-    return QueueFactory(name="Baggage experts", slug="baggage-experts")
-
-
-@pytest.fixture
-def expert(experts_queue):
-    user = AgentProfileFactory(user__username="piet", user__first_name="Piet", user__last_name="Smit").user
-    experts_queue.members.add(user)
-    return user
-
-
-@pytest.fixture
-def outsider(db):
-    user = AgentProfileFactory(user__username="olaf").user
-    QueueFactory(name="Other", slug="other").members.add(user)
-    return user
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from inbox.services.escalations import (
 from inbox.services.ingest import ingest_batch
 from inbox.tasks.escalations import send_escalation_email
 from tests.escalations.test_services import BAG_NOTE, InternalTeamFactory
-from tests.factories import AgentProfileFactory, inbound
+from tests.factories import inbound
 from webcare.devtools.redis_server import BASE_DIR, free_port
 
 # The session's Celery worker copies os.environ when it starts (tests/conftest.py), possibly
@@ -118,14 +118,6 @@ def use_smtp(settings, port: int) -> None:
 
 # --- The desk ------------------------------------------------------------------------------------
 
-
-@pytest.fixture
-def anna(default_queue):
-    user = AgentProfileFactory(
-        user__username="anna", user__first_name="Anna", user__last_name="de Vries"
-    ).user
-    default_queue.members.add(user)
-    return user
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from inbox.services.escalations import (
     strip_quoted,
 )
 from inbox.services.ingest import ingest_batch
-from tests.factories import AgentProfileFactory, QueueFactory, inbound
+from tests.factories import AgentProfileFactory, inbound
 
 pytestmark = pytest.mark.django_db
 
@@ -52,35 +52,8 @@ class InternalTeamFactory(factory.django.DjangoModelFactory):
     active = True
 
 
-@pytest.fixture
-def anna(default_queue):
-    """The agent who has the ticket."""
-    user = AgentProfileFactory(
-        user__username="anna", user__first_name="Anna", user__last_name="de Vries"
-    ).user
-    default_queue.members.add(user)
-    return user
 
 
-@pytest.fixture
-def experts_queue(db):
-    return QueueFactory(name="Baggage experts", slug="baggage-experts")
-
-
-@pytest.fixture
-def expert(experts_queue):
-    """A back-office expert working in the desk, member of the experts' queue only."""
-    user = AgentProfileFactory(user__username="piet", user__first_name="Piet", user__last_name="Smit").user
-    experts_queue.members.add(user)
-    return user
-
-
-@pytest.fixture
-def outsider(db):
-    """An agent of another queue: sees none of this."""
-    user = AgentProfileFactory(user__username="olaf").user
-    QueueFactory(name="Other", slug="other").members.add(user)
-    return user
 
 
 @pytest.fixture
