@@ -1,6 +1,7 @@
 """Data model of the desk, one module per area (see docs/architecture in shared/)."""
 
 from .contacts import Contact, Customer
+from .desk import TicketSeen
 from .escalations import Escalation, InternalTeam
 from .events import TicketEvent
 from .ingest import DeadLetter
@@ -36,4 +37,5 @@ __all__ = [
     "Tag",
     "Ticket",
     "TicketEvent",
+    "TicketSeen",
 ]

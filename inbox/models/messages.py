@@ -47,6 +47,10 @@ class Message(models.Model):
     created_at = models.DateTimeField(help_text=_("Time on the platform."))
     received_at = models.DateTimeField(auto_now_add=True)
     raw = models.JSONField(default=dict, blank=True)
+    # The reply template an agent started this reply from (ranks template suggestions).
+    reply_template = models.ForeignKey(
+        "inbox.ReplyTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
     delivery_state = models.CharField(
         max_length=20, choices=Delivery.choices, default=Delivery.NONE, blank=True
     )

@@ -1,9 +1,15 @@
-from django.urls import path
+"""Desk pages. Each area keeps its views and URL patterns in its own module."""
 
-from inbox.views import tickets
+from django.urls import include, path
+
+from inbox.views import common
 
 app_name = "inbox"
 
 urlpatterns = [
-    path("", tickets.ticket_list, name="ticket-list"),
+    path("desk/language", common.set_language, name="set-language"),
+    path("", include("inbox.views.inbox")),
+    path("", include("inbox.views.ticket")),
+    path("", include("inbox.views.templates")),
+    path("", include("inbox.views.dashboard")),
 ]

@@ -1,0 +1,4 @@
+"""Placeholder: replaced by the ticket page."""
+
+
+urlpatterns: list = []
