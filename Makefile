@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint format setup setup-dev migrate demo clean messages
+.PHONY: run test bench lint format setup setup-dev migrate demo clean messages browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,15 @@ run: demo
 	@# honcho exits 130 after Ctrl-C has stopped every process: that is a clean stop.
 	WEB_PORT=$(PORT) $(BIN)/honcho start -f Procfile || [ $$? -eq 130 ]
 
+## browser: Debian's chromium for the browser tests (Playwright drives it; its own download is not used)
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium fonts-noto-color-emoji'" >&2; exit 1; fi; }
+
 ## test: set up and run lint, migration check and the whole test suite (SQLite unless DATABASE_URL is set)
-test: setup-dev
+test: setup-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run --verbosity 0
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file var/openapi.yml

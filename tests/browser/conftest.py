@@ -1,0 +1,138 @@
+"""Browser end-to-end fixtures: the real ASGI server and Debian's chromium via Playwright.
+
+The desk runs as it does in production (uvicorn serving ``webcare.asgi``, WebSockets
+through channels_redis on the suite's Redis) on the test database, in its own process.
+Tests that use it need committed data, so they run with ``transactional_db``.
+A failing test leaves a screenshot of every open page in ``var/browser-failures/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from webcare.devtools.redis_server import free_port
+from webcare.devtools.screenshot import CHROMIUM_ARGS, chromium_path
+
+# Playwright's sync API keeps an event loop in this thread; the ORM calls of the test
+# itself are still plain synchronous calls between browser steps.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+BASE_DIR = Path(settings.BASE_DIR)
+FAILURES = BASE_DIR / "var" / "browser-failures"
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="session")
+def desk_server(django_db_setup, django_db_blocker) -> Iterator[str]:
+    """Base URL of a uvicorn serving the desk on the test database."""
+    port = free_port()
+    log = BASE_DIR / "var" / f"test-desk-{os.getpid()}.log"
+    env = dict(os.environ)
+    env["WEBCARE_DATABASE_NAME"] = str(settings.DATABASES["default"]["NAME"])
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "webcare.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log", "--ws", "websockets"],
+            cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"desk server not ready:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def open_contexts() -> list[BrowserContext]:
+    return []
+
+
+@pytest.fixture
+def new_page(
+    browser: Browser, desk_server: str, open_contexts: list[BrowserContext], request
+) -> Iterator[Callable[..., Page]]:
+    """``new_page(user=None)``: a page in a fresh browser context (its own cookies),
+    signed in as ``user`` when given. JavaScript errors and CSP violations fail the test."""
+    problems: list[str] = []
+
+    def make(user=None, *, width: int = 1280, height: int = 800) -> Page:
+        context = browser.new_context(base_url=desk_server, viewport={"width": width, "height": height})
+        context.set_default_timeout(15_000)
+        open_contexts.append(context)
+        if user is not None:
+            context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": _session_for(user),
+                                  "url": desk_server}])
+        page = context.new_page()
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+                if msg.type == "error" else None)
+        return page
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed:
+        FAILURES.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+        for n, context in enumerate(open_contexts):
+            for m, page in enumerate(context.pages):
+                page.screenshot(path=str(FAILURES / f"{name}-{n}-{m}.png"), full_page=True)
+    for context in open_contexts:
+        context.close()
+    # A WebSocket closed by the server at teardown logs a console error: only check passing tests.
+    if not failed:
+        assert problems == [], problems
+
+
+def _session_for(user) -> str:
+    """A signed-in session for ``user``, as the login view would create it."""
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
