@@ -8,6 +8,7 @@ app_name = "inbox"
 
 urlpatterns = [
     path("desk/language", common.set_language, name="set-language"),
+    path("desk/presence", common.set_presence, name="set-presence"),
     path("", include("inbox.views.inbox")),
     path("", include("inbox.views.ticket")),
     path("", include("inbox.views.templates")),

@@ -111,3 +111,13 @@ def test_sla_clock_is_red_once_due_and_paused_while_pending():
     pending = _Ticket(status="pending", first_response_due_at=now + timedelta(hours=1))
     assert sla_clock(pending, now) | {"ticket": None} == {"due": None, "state": "", "paused": True,
                                                            "ticket": None}
+
+
+def test_agent_sets_themselves_away_from_the_top_bar(client, agent, redis_client):
+    client.force_login(agent)
+    response = client.post("/desk/presence", {"presence": "away"}, headers={"x-requested-with": "fetch"})
+    assert response.status_code == 200
+    assert redis_client.get(f"webcare:presence:manual:{agent.pk}") == b"away"
+    assert client.post("/desk/presence", {"presence": "lunch"}).status_code == 400
+    assert client.post("/desk/presence", {"presence": "online", "next": "/login/"}).headers["Location"] == "/login/"
+    assert redis_client.get(f"webcare:presence:manual:{agent.pk}") is None

@@ -78,6 +78,19 @@
     if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
   });
 
+  // My own status follows a lead's change live (presence.changed for me).
+  document.addEventListener("desk:events", (event) => {
+    const me = Number(document.body.dataset.userId);
+    const select = document.querySelector("select[data-presence]");
+    if (!select) return;
+    for (const item of event.detail.events) {
+      if (item.type === "presence.changed" && item.payload && item.payload.agent_id === me) {
+        select.dataset.presence = item.payload.presence;
+        select.value = item.payload.presence === "away" ? "away" : "online";
+      }
+    }
+  });
+
   window.Desk = { toast, csrfToken, fetchHTML, postForm, isTyping, onKey, tickClocks };
   tickClocks();
   setInterval(tickClocks, 15000);
