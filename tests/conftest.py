@@ -152,3 +152,13 @@ def outsider(db):
     user = AgentProfileFactory(user__username="olaf").user
     QueueFactory(name="Other", slug="other").members.add(user)
     return user
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Everything under tests/browser/ drives chromium. Browser tests run last: they are the
+    # slowest, and everything else has run when one fails.
+    browser_dir = BASE_DIR / "tests" / "browser"
+    for item in items:
+        if browser_dir in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -32,7 +32,6 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 BASE_DIR = Path(settings.BASE_DIR)
 FAILURES = BASE_DIR / "var" / "browser-failures"
-pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +71,10 @@ def desk_server(django_db_setup, django_db_blocker) -> Iterator[str]:
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: Playwright's sync API keeps an event loop in the main
+    # thread while it runs, and asgiref refuses async_to_sync there (channels tests).
     with sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         yield instance
