@@ -9,7 +9,7 @@ from tests.factories import AgentProfileFactory
 def test_agent_signs_in_through_the_form_and_lands_in_the_inbox(new_page, desk_server, settings):
     # The server process hashes as production does (the suite's fast hasher is not in its list).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
-    agent = AgentProfileFactory(user__username="noor").user
+    agent = AgentProfileFactory(user__username="noor", user__first_name="Noor", user__last_name="Bakker").user
     agent.set_password("a long enough password")
     agent.save()
     page = new_page()
@@ -20,4 +20,4 @@ def test_agent_signs_in_through_the_form_and_lands_in_the_inbox(new_page, desk_s
     page.get_by_label("Password").fill("a long enough password")
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{desk_server}/")
-    assert page.locator(".topbar .who").inner_text() == "noor"
+    assert page.locator(".topbar .who").inner_text() == "Noor Bakker"
