@@ -47,6 +47,7 @@ from inbox.models import (
     Tag,
     Ticket,
     TicketEvent,
+    TicketSeen,
 )
 from inbox.services.dead_letters import dead_letters_mark_resolved
 
@@ -358,6 +359,22 @@ class TicketMessageInline(admin.TabularInline):
         return False
 
 
+class TicketSeenInline(admin.TabularInline):
+    """Who has read the ticket how far (the desk's unread marker); written by the desk only."""
+
+    model = TicketSeen
+    fields = ("user", "last_message_id", "seen_at")
+    readonly_fields = fields
+    extra = 0
+    verbose_name_plural = _("read by")
+
+    def has_add_permission(self, request: HttpRequest, obj: Ticket | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Ticket | None = None) -> bool:
+        return False
+
+
 @admin.register(Ticket)
 class TicketAdmin(IdSearchMixin, HandleSearchMixin, admin.ModelAdmin):
     list_display = (
@@ -380,7 +397,7 @@ class TicketAdmin(IdSearchMixin, HandleSearchMixin, admin.ModelAdmin):
     raw_id_fields = ("customer", "contact", "previous_ticket")
     readonly_fields = ("created_at", "updated_at")
     show_full_result_count = False
-    inlines = (TicketMessageInline,)
+    inlines = (TicketMessageInline, TicketSeenInline)
     fieldsets = (
         (
             None,

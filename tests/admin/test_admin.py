@@ -38,6 +38,7 @@ from inbox.models import (
     Tag,
     Ticket,
     TicketEvent,
+    TicketSeen,
 )
 from inbox.services.dead_letters import dead_letters_mark_resolved
 from inbox.services.ingest import ingest_batch
@@ -201,6 +202,7 @@ INLINE_ONLY = {
     DeliveryAttempt: OutboundDelivery,
     BusinessHours: BusinessCalendar,
     CalendarHoliday: BusinessCalendar,
+    TicketSeen: Ticket,
 }
 
 
