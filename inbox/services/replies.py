@@ -21,7 +21,10 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.text import normalize_newlines
+from django.utils.translation import gettext as _
 
 from inbox.connectors.base import (
     AuthenticationFailed,
@@ -31,8 +34,18 @@ from inbox.connectors.base import (
     RetryableError,
     SendResult,
 )
+from inbox.connectors.limits import replies_for
 from inbox.connectors.registry import get_connector
-from inbox.models import DeliveryAttempt, Message, OutboundDelivery, Source, Ticket, TicketEvent
+from inbox.models import (
+    DeliveryAttempt,
+    Message,
+    OutboundDelivery,
+    Platform,
+    ReplyTemplate,
+    Source,
+    Ticket,
+    TicketEvent,
+)
 from inbox.realtime.publish import publish_on_commit
 from inbox.selectors.sla import sla_config
 from inbox.services.events import event_for
@@ -51,32 +64,83 @@ class ReplyError(ValueError):
     """The reply cannot be stored as given; the message says why."""
 
 
+class ReplyHeldBack(ReplyError):
+    """Messages arrived on the ticket after the ones the agent had seen; nothing was stored.
+
+    ``messages`` are those messages in id order (customer messages, and replies and
+    notes of other agents), loaded for display. The agent reads them and sends again
+    with a newer ``seen_message_id``.
+    """
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+        directions = {message.direction for message in messages}
+        if Message.Direction.INBOUND in directions:
+            text = _("A new message from the customer arrived while you were writing. Read it, then send again.")
+        elif Message.Direction.OUTBOUND in directions:
+            text = _("Another agent replied while you were writing. Read the reply, then send again.")
+        else:
+            text = _("Another agent added an internal note while you were writing. Read it, then send again.")
+        super().__init__(text)
+
+
 def _enqueue_send(delivery_id: int) -> None:
     from inbox.tasks.outbound import deliver_reply
 
     deliver_reply.delay(delivery_id)
 
 
-def reply_create(
-    *, ticket: Ticket, author: AbstractBaseUser, text: str, is_public: bool | None = None
-) -> OutboundDelivery:
-    """Store an agent's reply on ``ticket`` and queue it for sending."""
-    text = clean_text(text).strip()
+def _clean_reply_text(text: str, *, what: str) -> str:
+    # Browsers send line breaks as CRLF; platforms (and the length counters) count LF.
+    text = normalize_newlines(clean_text(text)).strip()
     if not text:
-        raise ReplyError("reply text is empty")
+        raise ReplyError(f"{what} text is empty")
     if len(text) > settings.WEBCARE["MAX_TEXT_LENGTH"]:
-        raise ReplyError(f"reply is {len(text)} characters long")
+        raise ReplyError(f"{what} is {len(text)} characters long")
+    return text
+
+
+def reply_create(
+    *,
+    ticket: Ticket,
+    author: AbstractBaseUser,
+    text: str,
+    is_public: bool | None = None,
+    seen_message_id: int | None = None,
+    reply_template: ReplyTemplate | None = None,
+) -> OutboundDelivery:
+    """Store an agent's reply on ``ticket`` and queue it for sending.
+
+    ``is_public`` None answers the way the customer last wrote (public or private). The
+    platform's rules apply (``inbox.connectors.limits``): a kind of reply it does not take,
+    or a text longer than it allows, is a ``ReplyError``.
+
+    ``seen_message_id`` is the newest message the agent had seen when they wrote: if a
+    customer message, or another agent's reply or note, arrived after it, the reply is
+    held back (``ReplyHeldBack``, nothing stored) so two agents never answer at once and
+    nobody answers a question that has moved on. ``reply_template`` is the template the
+    reply was started from: stored on the message, its usage counted.
+    """
+    text = _clean_reply_text(text, what="reply")
     now = timezone.now()
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        answering = (
+        if seen_message_id is not None:
+            newer = _arrived_since(ticket, seen_message_id=seen_message_id, author=author)
+            if newer:
+                raise ReplyHeldBack(newer)
+        inbound = (
             Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
             .exclude(external_id=None)
             .order_by("-created_at", "-id")
-            .first()
         )
+        answering = inbound.first()
         if is_public is None:
             is_public = answering.is_public if answering is not None else not ticket.is_private
+        elif answering is not None and answering.is_public != is_public:
+            # Answer the newest message of the same kind, if there is one.
+            answering = inbound.filter(is_public=is_public).first() or answering
+        _check_platform_rules(ticket, text=text, is_public=is_public, answering=answering)
         message = Message.objects.create(
             source_id=ticket.source_id,
             ticket=ticket,
@@ -90,7 +154,10 @@ def reply_create(
             language=ticket.language,
             created_at=now,
             delivery_state=Message.Delivery.QUEUED,
+            reply_template=reply_template,
         )
+        if reply_template is not None:
+            ReplyTemplate.objects.filter(pk=reply_template.pk).update(usage_count=F("usage_count") + 1)
         held = ticket.reply_approval_required
         if held:
             message.delivery_state = Message.Delivery.AWAITING_APPROVAL
@@ -132,6 +199,70 @@ def reply_create(
         if not held:
             transaction.on_commit(lambda: _enqueue_send(delivery.pk))
     return delivery
+
+
+def _arrived_since(ticket: Ticket, *, seen_message_id: int, author: AbstractBaseUser) -> list[Message]:
+    """Messages the agent has not seen that change what they should write: the customer's,
+    and replies and notes of anyone else (other agents, brand posts made elsewhere, escalation
+    answers). The agent's own replies from another tab do not count."""
+    others = Q(direction__in=(Message.Direction.OUTBOUND, Message.Direction.NOTE)) & ~Q(author_user=author)
+    return list(
+        Message.objects.filter(ticket=ticket, pk__gt=seen_message_id)
+        .filter(Q(direction=Message.Direction.INBOUND) | others)
+        .select_related("author_contact", "author_user", "delivery", "reply_template")
+        .order_by("pk")
+    )
+
+
+def _platform_label(platform: str) -> str:
+    return str(Platform(platform).label) if platform in Platform.values else platform
+
+
+def _check_platform_rules(ticket: Ticket, *, text: str, is_public: bool, answering: Message | None) -> None:
+    platform = Source.objects.filter(pk=ticket.source_id).values_list("platform", flat=True).get()
+    rules = replies_for(platform)
+    limit = rules.limit_for(is_public=is_public)
+    label = _platform_label(platform)
+    if limit is None:
+        if is_public:
+            raise ReplyError(_("%(platform)s does not take public replies: send a private reply.")
+                             % {"platform": label})
+        raise ReplyError(_("%(platform)s does not take private replies: send a public reply.")
+                         % {"platform": label})
+    if is_public and ((answering is not None and not answering.is_public)
+                      or (answering is None and ticket.is_private)):
+        raise ReplyError(_("This conversation is private: there is no public message to reply to."))
+    if limit.max_length is not None:
+        length = limit.length(text)
+        if length > limit.max_length:
+            raise ReplyError(
+                _("This reply is %(length)d characters long; %(platform)s allows %(limit)d.")
+                % {"length": length, "platform": label, "limit": limit.max_length}
+            )
+
+
+def note_create(*, ticket: Ticket, author: AbstractBaseUser, text: str) -> Message:
+    """Add an internal note to ``ticket``: seen by the team only, never sent to a platform.
+
+    Stored like escalation notes (direction ``note``, not public); it changes no SLA clock
+    and no status. Writes ``message.created``."""
+    text = _clean_reply_text(text, what="note")
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        message = Message.objects.create(
+            source_id=ticket.source_id,
+            ticket=ticket,
+            direction=Message.Direction.NOTE,
+            is_public=False,
+            author_user=author,
+            text=text,
+            created_at=timezone.now(),
+        )
+        event = event_for(ticket, "message.created", actor_id=author.pk, message_id=message.pk,
+                          direction=message.direction, is_public=False)
+        event.save()
+        publish_on_commit([event])
+    return message
 
 
 def delivery_approve(*, delivery: OutboundDelivery, actor: AbstractBaseUser) -> OutboundDelivery:
@@ -188,7 +319,10 @@ def _lock_delivery(delivery: OutboundDelivery, expected: str, verb: str) -> Outb
 
 
 def delivery_retry(*, delivery: OutboundDelivery, actor: AbstractBaseUser) -> OutboundDelivery:
-    """Send a failed reply again (an agent pressed "retry")."""
+    """Send a failed reply again (an agent pressed "retry").
+
+    On a ticket whose replies need approval, a reply no lead approved (a rejected one)
+    goes back to awaiting approval instead: retrying never gets round a lead's "no"."""
     with transaction.atomic():
         delivery = (
             OutboundDelivery.objects.select_for_update(of=("self",))
@@ -197,14 +331,21 @@ def delivery_retry(*, delivery: OutboundDelivery, actor: AbstractBaseUser) -> Ou
         )
         if delivery.state != OutboundDelivery.State.FAILED:
             raise ReplyError(f"only failed replies can be retried; this one is {delivery.state}")
-        delivery.state = OutboundDelivery.State.QUEUED
+        held = delivery.message.ticket.reply_approval_required and delivery.approved_by_id is None
+        if held:
+            delivery.state = OutboundDelivery.State.AWAITING_APPROVAL
+            message_state = Message.Delivery.AWAITING_APPROVAL
+        else:
+            delivery.state = OutboundDelivery.State.QUEUED
+            message_state = Message.Delivery.QUEUED
         delivery.failed_at = None
         delivery.save(update_fields=["state", "failed_at"])
-        Message.objects.filter(pk=delivery.message_id).update(delivery_state=Message.Delivery.QUEUED)
+        Message.objects.filter(pk=delivery.message_id).update(delivery_state=message_state)
         event = _delivery_event(delivery.message.ticket, delivery, actor_id=actor.pk, retried=True)
         event.save()
         publish_on_commit([event])
-        transaction.on_commit(lambda: _enqueue_send(delivery.pk))
+        if not held:
+            transaction.on_commit(lambda: _enqueue_send(delivery.pk))
     return delivery
 
 

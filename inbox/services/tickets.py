@@ -7,13 +7,16 @@ from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from inbox.models import RoutingRule, Ticket, TicketEvent
+from inbox.models import RoutingRule, Tag, Ticket, TicketEvent
 from inbox.realtime.publish import publish_on_commit
 from inbox.selectors.sla import sla_config
 from inbox.services.assignment import assignment_capacity_freed
 from inbox.services.events import event_for
+from inbox.services.normalize import clean_text
 from inbox.services.sla import sla_settle, sla_state_event, sla_switch_policy
 from inbox.sla.policy import TicketClocks, sla_for_status_change
 
@@ -165,3 +168,76 @@ def _policy_set_by_routing(ticket: Ticket) -> bool:
         RoutingRule.objects.filter(pk=ticket.routing_rule_id).values_list("sla_policy_id", flat=True).first()
     )
     return rule_policy == ticket.sla_policy_id
+
+
+# --- Tags --------------------------------------------------------------------------------------
+
+TAG_MAX_LENGTH: int = Tag._meta.get_field("name").max_length
+
+
+def ticket_set_tags(*, ticket: Ticket, names: Iterable[str], actor: AbstractBaseUser | None) -> Ticket:
+    """Give ``ticket`` exactly the tags ``names`` (same set: nothing happens).
+
+    Names are trimmed and inner white space collapsed; a name matching an existing tag
+    without regard to case uses that tag (``Refund`` → ``refund``); new tags are created.
+    Writes ``ticket.tags_changed`` (``added``, ``removed``, ``tags``: all names, sorted)."""
+    wanted = _clean_tag_names(names)
+    with transaction.atomic():
+        locked = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        return _write_tags(locked, wanted, actor)
+
+
+def ticket_change_tags(
+    *, ticket: Ticket, add: Iterable[str] = (), remove: Iterable[str] = (), actor: AbstractBaseUser | None
+) -> Ticket:
+    """Add and remove some tags of ``ticket``, keeping the others: the set is computed under
+    the ticket's lock, so two agents tagging at once both keep their tag."""
+    adding = _clean_tag_names(add)
+    removing = {name.casefold() for name in _clean_tag_names(remove)}
+    with transaction.atomic():
+        locked = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        current = list(locked.tags.order_by("name").values_list("name", flat=True))
+        wanted = [name for name in current if name.casefold() not in removing] + adding
+        return _write_tags(locked, wanted, actor)
+
+
+def _clean_tag_names(names: Iterable[str]) -> list[str]:
+    cleaned: dict[str, str] = {}
+    for raw in names:
+        name = " ".join(clean_text(str(raw)).split())
+        if not name:
+            continue
+        if len(name) > TAG_MAX_LENGTH:
+            raise TicketChangeError(
+                _("A tag is at most %(max)d characters long: %(name)s") % {"max": TAG_MAX_LENGTH, "name": name}
+            )
+        cleaned.setdefault(name.casefold(), name)
+    return list(cleaned.values())
+
+
+def _write_tags(ticket: Ticket, wanted: list[str], actor: AbstractBaseUser | None) -> Ticket:
+    current = set(ticket.tags.values_list("name", flat=True))
+    tags: dict[str, Tag] = {}
+    if wanted:
+        matching = Q()
+        for name in wanted:
+            matching |= Q(name__iexact=name)
+        existing = list(Tag.objects.filter(matching).order_by("name"))
+        for name in wanted:
+            exact = next((tag for tag in existing if tag.name == name), None)
+            tag = exact or next((tag for tag in existing if tag.name.casefold() == name.casefold()), None)
+            if tag is None:
+                tag, _created = Tag.objects.get_or_create(name=name)
+            tags.setdefault(tag.name, tag)
+    final = set(tags)
+    if final == current:
+        return ticket
+    ticket.tags.set(list(tags.values()))
+    ticket.save(update_fields=["updated_at"])
+    event = event_for(
+        ticket, "ticket.tags_changed", actor_id=actor.pk if actor is not None else None,
+        added=sorted(final - current), removed=sorted(current - final), tags=sorted(final),
+    )
+    event.save()
+    publish_on_commit([event])
+    return ticket

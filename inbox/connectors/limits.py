@@ -1,0 +1,141 @@
+"""What each platform takes as a reply: public and/or private, how long, and how it counts.
+
+The composer counts with the same rules in the browser (``static/js/desk/ticket.js``,
+``DeskReplyLength``); ``inbox.services.replies.reply_create`` enforces them, so a reply
+that is too long is refused before it is stored instead of failing on the platform.
+
+Counting rules (see docs/desk/ticket.md):
+
+* ``code_points`` — Unicode code points (Python ``len``; ``Array.from(text).length``).
+* ``graphemes`` — user-perceived characters (extended grapheme clusters), as Bluesky
+  counts its 300 (``regex`` ``\\X``; ``Intl.Segmenter`` in the browser).
+* ``x`` — X's weighted count: the text is NFC-normalised, every emoji counts 2, every
+  other character counts 1 when it is in X's light ranges (Latin, Greek, Cyrillic,
+  Hebrew, Arabic, Indic scripts … up to U+10FF, and some punctuation) and 2 otherwise
+  (CJK, Hangul …); the limit of 280 is in those units.
+
+Where ``url_length`` is set, each ``http(s)://`` link counts that many characters
+whatever its length (X shortens links to t.co, Mastodon counts every link as 23).
+Links without a scheme (``example.com``) are counted as typed.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+import regex
+
+#: Matches what the browser counter matches (``URL_RE`` in ticket.js): a scheme, then
+#: anything up to white space, without trailing punctuation.
+URL_RE = regex.compile(r"https?://[^\s]*[^\s.,;:!?'\")\]}>]", regex.IGNORECASE)
+_GRAPHEME = regex.compile(r"\X")
+_EMOJI = regex.compile(r"[\p{Extended_Pictographic}\p{Regional_Indicator}]")
+#: Code points X counts as 1 (twitter-text v3 configuration); everything else counts 2.
+_X_LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
+
+
+class Counting(StrEnum):
+    CODE_POINTS = "code_points"
+    GRAPHEMES = "graphemes"
+    X = "x"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyLimit:
+    """How long one kind of reply (public or private) may be on a platform."""
+
+    #: None: the platform sets no limit we know of (the desk's MAX_TEXT_LENGTH still applies).
+    max_length: int | None
+    counting: Counting = Counting.CODE_POINTS
+    #: Characters each http(s) link counts, whatever its length; None: as typed.
+    url_length: int | None = None
+
+    def length(self, text: str) -> int:
+        return reply_length(text, counting=self.counting, url_length=self.url_length)
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformReplies:
+    """The replies a platform takes. ``public``/``private`` None: that kind is not possible."""
+
+    platform: str
+    public: ReplyLimit | None
+    private: ReplyLimit | None
+
+    def limit_for(self, *, is_public: bool) -> ReplyLimit | None:
+        return self.public if is_public else self.private
+
+    def allows(self, *, is_public: bool) -> bool:
+        return self.limit_for(is_public=is_public) is not None
+
+
+_UNLIMITED = ReplyLimit(max_length=None)
+
+#: Known platforms. Private replies are direct messages (X, Bluesky chat, Instagram),
+#: Messenger private replies (Facebook) or direct-visibility posts (Mastodon).
+PLATFORM_REPLIES: dict[str, PlatformReplies] = {
+    "x": PlatformReplies(
+        "x",
+        public=ReplyLimit(280, Counting.X, url_length=23),
+        private=ReplyLimit(10_000, Counting.CODE_POINTS),
+    ),
+    "bluesky": PlatformReplies(
+        "bluesky",
+        public=ReplyLimit(300, Counting.GRAPHEMES),
+        private=ReplyLimit(1_000, Counting.GRAPHEMES),
+    ),
+    # 500 is Mastodon's default; an instance allowing more is still held to 500 here.
+    "mastodon": PlatformReplies(
+        "mastodon",
+        public=ReplyLimit(500, Counting.CODE_POINTS, url_length=23),
+        private=ReplyLimit(500, Counting.CODE_POINTS, url_length=23),
+    ),
+    "facebook": PlatformReplies("facebook", public=ReplyLimit(8_000), private=ReplyLimit(2_000)),
+    "instagram": PlatformReplies("instagram", public=ReplyLimit(2_200), private=ReplyLimit(1_000)),
+    # Messenger conversations are private only.
+    "messenger": PlatformReplies("messenger", public=None, private=ReplyLimit(2_000)),
+    # The demo platform refuses more than 500 code points (inbox/connectors/simulated).
+    "simulated": PlatformReplies("simulated", public=ReplyLimit(500), private=ReplyLimit(500)),
+}
+
+
+def replies_for(platform: str) -> PlatformReplies:
+    """The reply rules of ``platform``; unknown platforms (generic webhooks, imports, test
+    platforms) take public and private replies of any length."""
+    known = PLATFORM_REPLIES.get(platform)
+    if known is not None:
+        return known
+    return PlatformReplies(platform, public=_UNLIMITED, private=_UNLIMITED)
+
+
+def reply_length(text: str, *, counting: Counting, url_length: int | None = None) -> int:
+    """``text``'s length as the platform counts it (see the module docstring)."""
+    if counting == Counting.X:
+        text = unicodedata.normalize("NFC", text)
+    total = 0
+    position = 0
+    if url_length is not None:
+        for match in URL_RE.finditer(text):
+            total += _plain_length(text[position : match.start()], counting) + url_length
+            position = match.end()
+    return total + _plain_length(text[position:], counting)
+
+
+def _plain_length(text: str, counting: Counting) -> int:
+    if counting == Counting.CODE_POINTS:
+        return len(text)
+    if counting == Counting.GRAPHEMES:
+        return len(_GRAPHEME.findall(text))
+    total = 0
+    for cluster in _GRAPHEME.findall(text):
+        if _EMOJI.search(cluster):
+            total += 2
+        else:
+            total += sum(1 if _x_light(ord(char)) else 2 for char in cluster)
+    return total
+
+
+def _x_light(code_point: int) -> bool:
+    return any(low <= code_point <= high for low, high in _X_LIGHT_RANGES)
