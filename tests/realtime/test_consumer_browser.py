@@ -9,10 +9,8 @@ no other desk page, so it checks exactly the live-update client.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connections
 from django.utils.html import escape
 from playwright.sync_api import Page, expect
 
@@ -20,6 +18,7 @@ from inbox.models import Ticket, TicketEvent
 from inbox.selectors.realtime import last_event_id
 from inbox.services.ingest import ingest_batch
 from tests.browser import conftest as browser_conftest
+from tests.browser.threads import off_loop
 from tests.factories import AgentProfileFactory, QueueFactory, SourceFactory, inbound
 
 # The browser suite's fixtures (uvicorn on the test database, chromium, signed-in pages),
@@ -48,17 +47,7 @@ document.addEventListener("desk:error", (e) => window.__desk.errors.push(e.detai
 
 
 def ingest(**kwargs) -> None:
-    """``ingest_batch`` outside this thread: Playwright's sync API runs an event loop here, and
-    the live push after commit blocks, which it refuses to do inside a running loop."""
-
-    def run() -> None:
-        try:
-            ingest_batch(**kwargs)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(run).result()
+    off_loop(ingest_batch, **kwargs)
 
 
 def probe_html(*, user, last_id: int, watch: int | None, show: int | None, i18n: dict | None = None) -> str:
