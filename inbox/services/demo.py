@@ -15,7 +15,8 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from inbox.models import AgentProfile, Platform, Queue, ReplyTemplate, ReplyTemplateVariant, Source
+from inbox.models import AgentProfile, Platform, Queue, ReplyTemplate, ReplyTemplateVariant, SlaPolicy, Source
+from inbox.services.sla import sla_config_changed
 
 DEMO_LANGUAGES = ("nl", "en", "fr", "de", "es")
 
@@ -184,6 +185,7 @@ TEMPLATES = (
 )
 
 DEMO_SOURCE_NAME = "Demo stream"
+DEMO_SLA_NAME = "Webcare 24/7: answer within the hour"
 DEMO_SOURCE_CONFIG = {"seed": 2010, "rate_per_minute": 20, "max_batch": 50}
 
 
@@ -225,6 +227,7 @@ def demo_seed(*, password: str | None, reset_passwords: bool = False) -> DemoSee
         users = _seed_users(result, queues, password=password, reset_passwords=reset_passwords)
         _seed_templates(result, created_by=users["lead"])
         _seed_source(result, default_queue=queues["care"])
+        _seed_sla(result)
     return result
 
 
@@ -310,6 +313,17 @@ def _seed_templates(result: DemoSeedResult, *, created_by: AbstractBaseUser) -> 
                 template=template, language=language, defaults={"body": spec.variants[language]}
             )
             result.record("template variant", f"{spec.shortcut}[{language}]", created)
+
+
+def _seed_sla(result: DemoSeedResult) -> None:
+    """A published response time, as an airline webcare team has: one hour, around the clock."""
+    _, created = SlaPolicy.objects.get_or_create(
+        name=DEMO_SLA_NAME,
+        defaults={"first_response_minutes": 60, "next_response_minutes": 60, "resolution_minutes": 24 * 60},
+    )
+    result.record("SLA policy", DEMO_SLA_NAME, created)
+    if created:
+        sla_config_changed()
 
 
 def _seed_source(result: DemoSeedResult, *, default_queue: Queue) -> None:

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
-from inbox.models import AgentProfile, Queue, ReplyTemplate, ReplyTemplateVariant, Source
+from inbox.models import AgentProfile, Queue, ReplyTemplate, ReplyTemplateVariant, SlaPolicy, Source
 from inbox.services.demo import DEMO_LANGUAGES, TEMPLATES, demo_seed
 from tests.factories import QueueFactory
 
@@ -40,6 +40,7 @@ def counts() -> dict[str, int]:
         "templates": ReplyTemplate.objects.count(),
         "variants": ReplyTemplateVariant.objects.count(),
         "sources": Source.objects.count(),
+        "sla policies": SlaPolicy.objects.count(),
     }
 
 
@@ -53,6 +54,7 @@ def snapshot() -> dict[str, list[dict]]:
         "templates": list(ReplyTemplate.objects.order_by("pk").values()),
         "variants": list(ReplyTemplateVariant.objects.order_by("pk").values()),
         "sources": list(Source.objects.order_by("pk").values()),
+        "sla policies": list(SlaPolicy.objects.order_by("pk").values()),
     }
 
 
@@ -67,7 +69,11 @@ def test_first_run_creates_the_demo_desk():
         "templates": 6,
         "variants": 30,
         "sources": 1,
+        "sla policies": 1,
     }
+    policy = SlaPolicy.objects.get()
+    assert (policy.queue, policy.first_response_minutes, policy.next_response_minutes, policy.resolution_minutes) == (
+        None, 60, 60, 1440)
     care, baggage = Queue.objects.get(slug="care"), Queue.objects.get(slug="baggage")
     assert (care.name, care.is_default) == ("Care", True)
     assert (baggage.name, baggage.is_default) == ("Baggage & Refunds", False)

@@ -49,7 +49,7 @@ def main() -> None:
         page.click("button[type=submit]")
         page.wait_for_load_state("networkidle")
         for spec in args.page:
-            path, _, output = spec.partition("=")
+            path, _, output = spec.rpartition("=")
             page.goto(f"{args.base}{path}")
             page.wait_for_load_state("networkidle")
             Path(output).parent.mkdir(parents=True, exist_ok=True)
