@@ -58,6 +58,7 @@ test: setup-dev browser
 bench: setup-dev
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/inbox_list.py
 
 lint: setup-dev
 	$(BIN)/ruff check .
