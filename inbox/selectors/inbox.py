@@ -45,7 +45,7 @@ from redis.exceptions import RedisError
 
 from inbox.models import Contact, Customer, Message, Queue, Tag, Ticket, TicketSeen
 from inbox.selectors.collision import Viewer, viewers_for
-from inbox.selectors.tickets import user_is_lead
+from inbox.selectors.tickets import TicketFilters, tickets_filter, user_is_lead
 
 logger = logging.getLogger(__name__)
 
@@ -211,25 +211,14 @@ def inbox_counts(*, user: AbstractBaseUser | AnonymousUser, cap: int = COUNT_CAP
 
 def inbox_filter(tickets: QuerySet[Ticket], filters: InboxFilters) -> QuerySet[Ticket]:
     """``tickets`` narrowed by ``filters`` (the caller scoped them already)."""
-    if filters.statuses:
-        tickets = tickets.filter(status__in=filters.statuses)
-    if filters.priorities:
-        tickets = tickets.filter(priority__in=filters.priorities)
-    if filters.language:
-        tickets = tickets.filter(language=filters.language)
-    if filters.platform:
-        tickets = tickets.filter(source__platform=filters.platform)
-    if filters.tag:
-        tickets = tickets.filter(
-            pk__in=Ticket.tags.through.objects.filter(tag__name=filters.tag).values("ticket_id")
-        )
+    tickets = tickets_filter(tickets, TicketFilters(
+        statuses=filters.statuses, priorities=filters.priorities, language=filters.language,
+        platform=filters.platform, tag=filters.tag, assignee_id=filters.assignee_id,
+        unassigned=filters.unassigned,
+    ))  # fmt: skip
     if filters.sla_state:
         state = "" if filters.sla_state == SlaFilter.NONE else filters.sla_state
         tickets = tickets.filter(sla_state=state)
-    if filters.unassigned:
-        tickets = tickets.filter(assignee__isnull=True)
-    elif filters.assignee_id is not None:
-        tickets = tickets.filter(assignee_id=filters.assignee_id)
     if filters.q.strip():
         tickets = inbox_search(tickets, filters.q)
     return tickets
