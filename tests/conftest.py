@@ -13,6 +13,7 @@ from django.conf import settings
 from redis import Redis
 
 from tests.factories import AgentProfileFactory, QueueFactory, SourceFactory
+from tests.processes import stop_process
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -87,12 +88,7 @@ def celery_worker(django_db_setup, django_db_blocker):
         _wait_for_worker(proc, log)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.processes import stop_process
 from webcare.devtools.redis_server import free_port
 from webcare.devtools.screenshot import CHROMIUM_ARGS, chromium_path
 
@@ -63,12 +64,7 @@ def desk_server(django_db_setup, django_db_blocker) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
