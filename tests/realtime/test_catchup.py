@@ -184,7 +184,7 @@ def test_resume_sends_exactly_the_missed_events_of_an_agent_in_order(floor, monk
         await comm.send_json_to({"type": "resume", "last_event_id": seen_up_to})
         frames = await receive_until_done(comm)
         assert await comm.receive_nothing(timeout=0.3)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return head, frames
 
     head, frames = async_to_sync(scenario)()
@@ -214,7 +214,7 @@ def test_resume_of_a_lead_sends_every_event(floor, monkeypatch):
         expected = await database_sync_to_async(every_event)()
         await comm.send_json_to({"type": "resume", "last_event_id": 0})
         frames = await receive_until_done(comm)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return expected, frames
 
     expected, frames = async_to_sync(scenario)()
@@ -237,7 +237,7 @@ def test_resume_overlaps_the_last_ids_in_order_without_duplicates(floor):
         assert (await comm.connect())[0]
         await comm.send_json_to({"type": "resume", "last_event_id": seen_up_to})
         frames = await receive_until_done(comm)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return frames
 
     got = caught_up_ids(async_to_sync(scenario)())
@@ -261,7 +261,7 @@ def test_resume_comes_in_frames(floor, monkeypatch):
         assert (await comm.connect())[0]
         await comm.send_json_to({"type": "resume", "last_event_id": 0})
         frames = await receive_until_done(comm)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return frames
 
     frames = async_to_sync(scenario)()
@@ -283,7 +283,7 @@ def test_too_far_behind_gets_a_reset(floor, monkeypatch):
         await comm.send_json_to({"type": "resume", "last_event_id": 0})
         frames = await receive_until_done(comm)
         assert await comm.receive_nothing(timeout=0.3)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return head, frames
 
     head, frames = async_to_sync(scenario)()
@@ -301,7 +301,7 @@ def test_a_position_ahead_of_the_log_or_beyond_the_scan_limit_gets_a_reset(floor
         head = await database_sync_to_async(last_event_id)()
         await comm.send_json_to({"type": "resume", "last_event_id": head + distance})
         frames = await receive_until_done(comm)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return head, frames
 
     # A page rendered against another database (a restored backup, a dev reset).
@@ -336,7 +336,7 @@ def test_resume_rereads_membership_of_a_moved_agent(floor, monkeypatch):
         live = await comm.receive_json_from(timeout=5)
         await comm.send_json_to({"type": "resume", "last_event_id": start})
         frames = await receive_until_done(comm)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return live, frames
 
     live, frames = async_to_sync(scenario)()
@@ -357,7 +357,7 @@ def test_an_event_published_while_disconnected_arrives_by_resume(floor, monkeypa
         assert (await comm.connect())[0]
         await comm.send_json_to({"type": "resume", "last_event_id": await database_sync_to_async(last_event_id)()})
         (resumed,) = await receive_until_done(comm)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
 
         # While the tab is offline, a customer writes (pushed to nobody: no one listens).
         await database_sync_to_async(floor.ingest)("care", "c2", "chris")
@@ -367,7 +367,7 @@ def test_an_event_published_while_disconnected_arrives_by_resume(floor, monkeypa
         head = await database_sync_to_async(last_event_id)()
         await again.send_json_to({"type": "resume", "last_event_id": resumed["last_event_id"]})
         frames = await receive_until_done(again)
-        await again.disconnect()
+        await again.disconnect(timeout=10)
         return resumed, head, frames
 
     resumed, head, frames = async_to_sync(scenario)()
@@ -395,7 +395,7 @@ def test_resume_includes_watched_tickets_when_watch_comes_first(floor, monkeypat
         collision = await comm.receive_json_from(timeout=5)
         await comm.send_json_to({"type": "resume", "last_event_id": 0})
         frames = await receive_until_done(comm)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return collision, frames
 
     collision, frames = async_to_sync(scenario)()
@@ -413,7 +413,7 @@ def test_resume_with_a_bad_position_is_an_error(floor, position):
         assert (await comm.connect())[0]
         await comm.send_json_to({"type": "resume", "last_event_id": position})
         frame = await comm.receive_json_from(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return frame
 
     assert async_to_sync(scenario)() == {

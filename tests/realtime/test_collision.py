@@ -89,7 +89,7 @@ def test_watch_of_an_invisible_ticket_is_refused_and_joins_nothing(team, redis_c
         # Something happens on that ticket: Anna's connection must not hear it.
         await database_sync_to_async(ticket_change_status)(ticket=team.bag_ticket, status="pending", actor=team.lea)
         assert await comm.receive_nothing(timeout=0.5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return refused, unknown, size
 
     refused, unknown, size = async_to_sync(scenario)()
@@ -120,7 +120,7 @@ def test_watch_is_announced_to_the_queue_the_leads_and_the_viewer(team, redis_cl
         assert await bob.receive_nothing(timeout=0.5)  # another queue
         size = group_size(redis_client, groups.ticket(ticket_id))
         for comm in (carl, bob, lea, anna):
-            await comm.disconnect()
+            await comm.disconnect(timeout=10)
         return frames, size
 
     frames, size = async_to_sync(scenario)()
@@ -147,8 +147,8 @@ def test_typing_true_and_false_are_announced_with_growing_versions(team):
         assert await carl.receive_nothing(timeout=0.3)
         await anna.send_json_to({"type": "typing", "ticket_id": ticket_id, "typing": False})
         seen.append(await carl.receive_json_from(timeout=5))
-        await carl.disconnect()
-        await anna.disconnect()
+        await carl.disconnect(timeout=10)
+        await anna.disconnect(timeout=10)
         return seen
 
     seen = async_to_sync(scenario)()
@@ -174,8 +174,8 @@ def test_typing_runs_out_by_itself(team, settings):
         await anna.send_json_to({"type": "typing", "ticket_id": ticket_id, "typing": True})
         typing = await carl.receive_json_from(timeout=5)
         stopped = await carl.receive_json_from(timeout=5)  # nobody sent "false"
-        await carl.disconnect()
-        await anna.disconnect()
+        await carl.disconnect(timeout=10)
+        await anna.disconnect(timeout=10)
         return typing, stopped
 
     typing, stopped = async_to_sync(scenario)()
@@ -200,9 +200,9 @@ def test_unwatch_and_disconnect_remove_the_viewer_and_announce_it(team, redis_cl
         await anna.send_json_to({"type": "watch", "ticket_id": ticket_id})
         await carl.receive_json_from(timeout=5)
         viewing = await database_sync_to_async(viewers_for)([ticket_id])
-        await anna.disconnect()
+        await anna.disconnect(timeout=10)
         after_disconnect = await carl.receive_json_from(timeout=5)
-        await carl.disconnect()
+        await carl.disconnect(timeout=10)
         return after_unwatch, size_after_unwatch, viewing, after_disconnect
 
     after_unwatch, size_after_unwatch, viewing, after_disconnect = async_to_sync(scenario)()
@@ -232,11 +232,11 @@ def test_two_tabs_of_one_agent_count_once(team):
         answer = await tab2.receive_json_from(timeout=5)
         await tab2.send_json_to({"type": "typing", "ticket_id": ticket_id, "typing": True})
         typing = await carl.receive_json_from(timeout=5)
-        await tab2.disconnect()  # the typing tab closes; Anna still views in tab1
+        await tab2.disconnect(timeout=10)  # the typing tab closes; Anna still views in tab1
         left = await carl.receive_json_from(timeout=5)
-        await tab1.disconnect()
+        await tab1.disconnect(timeout=10)
         gone = await carl.receive_json_from(timeout=5)
-        await carl.disconnect()
+        await carl.disconnect(timeout=10)
         return first, answer, typing, left, gone
 
     first, answer, typing, left, gone = async_to_sync(scenario)()
@@ -261,8 +261,8 @@ def test_a_viewer_sees_the_others_as_they_come(team):
         # Anna is in the ticket's group and the queue's: she still gets the announcement once.
         to_anna = await anna.receive_json_from(timeout=5)
         assert await anna.receive_nothing(timeout=0.3)
-        await anna.disconnect()
-        await carl.disconnect()
+        await anna.disconnect(timeout=10)
+        await carl.disconnect(timeout=10)
         return to_anna
 
     to_anna = async_to_sync(scenario)()
@@ -291,7 +291,7 @@ def test_bad_collision_frames_are_refused_and_change_nothing(team, frame, code, 
         assert (await comm.connect())[0]
         await comm.send_json_to(frame)
         reply = await comm.receive_json_from(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return reply
 
     reply = async_to_sync(scenario)()
@@ -315,7 +315,7 @@ def test_a_connection_watches_a_bounded_number_of_tickets(team, monkeypatch):
         await comm.receive_json_from(timeout=5)
         await comm.send_json_to({"type": "watch", "ticket_id": other.pk})
         refused = await comm.receive_json_from(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return refused
 
     assert async_to_sync(scenario)() == {
@@ -463,7 +463,7 @@ def test_a_watched_tickets_events_arrive_once(team):
         await database_sync_to_async(ticket_change_status)(ticket=team.care_ticket, status="pending", actor=team.lea)
         frame = await anna.receive_json_from(timeout=5)
         quiet = await anna.receive_nothing(timeout=0.5)
-        await anna.disconnect()
+        await anna.disconnect(timeout=10)
         return frame, quiet
 
     frame, quiet = async_to_sync(scenario)()

@@ -54,7 +54,7 @@ def test_agent_hears_ingest_events_of_own_queue_only(redis_client):
         )
         frame = await comm.receive_json_from(timeout=5)
         assert await comm.receive_nothing(timeout=0.5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return frame
 
     frame = async_to_sync(scenario)()
@@ -76,7 +76,7 @@ def test_lead_hears_every_queue(redis_client):
         assert (await comm.connect())[0]
         await database_sync_to_async(ingest_batch)(source=source, messages=[inbound("x1")])
         frame = await comm.receive_json_from(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return frame
 
     frame = async_to_sync(scenario)()

@@ -59,7 +59,7 @@ def connect_through_the_real_stack(headers: list[tuple[bytes, bytes]]):
     async def scenario():
         comm = WebsocketCommunicator(application, "/ws/desk/", headers=headers)
         result = await comm.connect()
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return result
 
     return async_to_sync(scenario)()
@@ -112,7 +112,7 @@ def test_bad_frames_get_a_precise_error_and_the_connection_stays(anna, raw, code
         error = await comm.receive_json_from(timeout=5)
         await comm.send_json_to({"type": "heartbeat", "ack": True})
         pong = await comm.receive_json_from(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return error, pong
 
     error, pong = async_to_sync(scenario)()
@@ -126,7 +126,7 @@ def test_binary_frames_are_refused(anna):
         assert (await comm.connect())[0]
         await comm.send_to(bytes_data=b"\x00\x01")
         error = await comm.receive_json_from(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return error
 
     assert async_to_sync(scenario)() == {"type": "error", "code": "bad_request", "message": "frames are JSON text"}
@@ -140,7 +140,7 @@ def test_heartbeat_is_answered_only_when_asked(anna):
         quiet = await comm.receive_nothing(timeout=0.3)
         await comm.send_json_to({"type": "heartbeat", "ack": True})
         pong = await comm.receive_json_from(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return quiet, pong
 
     assert async_to_sync(scenario)() == (True, {"type": "pong"})
@@ -169,7 +169,7 @@ def test_heartbeat_follows_a_queue_change_and_resets_the_pages(anna, care, bagga
         await database_sync_to_async(ingest_batch)(source=baggage_source, messages=[inbound("b1")])
         live = await comm.receive_json_from(timeout=5)
         assert await comm.receive_nothing(timeout=0.5)  # nothing from care any more
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return reset, head, live
 
     reset, head, live = async_to_sync(scenario)()
@@ -188,7 +188,7 @@ def test_unchanged_permissions_send_nothing_on_heartbeat(anna):
         assert (await comm.connect())[0]
         await comm.send_json_to({"type": "heartbeat"})
         quiet = await comm.receive_nothing(timeout=0.5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return quiet
 
     assert async_to_sync(scenario)() is True
@@ -207,7 +207,7 @@ def test_a_watched_ticket_that_becomes_invisible_is_dropped(anna, care):
         await comm.send_json_to({"type": "heartbeat"})
         frames = [await comm.receive_json_from(timeout=5) for _ in range(3)]
         assert await comm.receive_nothing(timeout=0.3)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return watching, frames
 
     watching, frames = async_to_sync(scenario)()
@@ -226,7 +226,7 @@ def test_a_deactivated_user_is_disconnected_at_the_next_heartbeat(anna):
         await database_sync_to_async(get_user_model().objects.filter(pk=anna.pk).update)(is_active=False)
         await comm.send_json_to({"type": "heartbeat"})
         closed = await comm.receive_output(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return closed
 
     assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4401}
@@ -242,7 +242,7 @@ def test_a_deactivated_user_gets_no_catch_up(anna, care):
         await database_sync_to_async(get_user_model().objects.filter(pk=anna.pk).update)(is_active=False)
         await comm.send_json_to({"type": "resume", "last_event_id": 0})
         closed = await comm.receive_output(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return closed
 
     assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4401}
