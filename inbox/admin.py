@@ -50,6 +50,7 @@ from inbox.models import (
     TicketSeen,
 )
 from inbox.services.dead_letters import dead_letters_mark_resolved
+from inbox.services.sources import SourceError, source_poll_now
 
 PREVIEW_CHARS = 80
 # Longer digit strings cannot be a primary key and would overflow SQLite's INTEGER.
@@ -179,6 +180,7 @@ class SourceAdmin(admin.ModelAdmin):
     )
     list_filter = ("platform", "enabled", "needs_reauth")
     list_select_related = ("default_queue",)
+    actions = ("poll_now",)
     search_fields = ("name", "account_id")
     autocomplete_fields = ("default_queue",)
     readonly_fields = (
@@ -244,6 +246,16 @@ class SourceAdmin(admin.ModelAdmin):
         # Names only, so an operator can tell what is configured; values never leave the database.
         names = sorted(obj.secrets) if isinstance(obj.secrets, dict) else []
         return ", ".join(names) if names else _("none")
+
+    @admin.action(description=_("Poll the selected sources now"))
+    def poll_now(self, request: HttpRequest, queryset: QuerySet[Source]) -> None:
+        for source in queryset:
+            try:
+                source_poll_now(source=source, actor=request.user)
+            except SourceError as exc:
+                self.message_user(request, f"{source.name}: {exc}", messages.WARNING)
+            else:
+                self.message_user(request, _("%(name)s: poll queued.") % {"name": source.name}, messages.SUCCESS)
 
     def save_model(self, request: HttpRequest, obj: Source, form: SourceAdminForm, change: bool) -> None:
         new_secrets = form.cleaned_data.get("new_secrets")

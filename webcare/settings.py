@@ -262,6 +262,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Webcare desk API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One name for the platform choices wherever they appear (sources, routing rules).
+    "ENUM_NAME_OVERRIDES": {"Platform": "inbox.models.sources.Platform"},
 }
 
 # --- Security headers ---------------------------------------------------------

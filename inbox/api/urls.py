@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 #: Area modules under inbox/api/, each with ``register(router)``.
-AREAS = ("routing", "sla", "team", "escalations")
+AREAS = ("routing", "sla", "team", "escalations", "sources")
 
 router = DefaultRouter()
 for area in AREAS:
