@@ -23,6 +23,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.db import SessionStore
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.browser.threads import off_loop
 from tests.processes import stop_process
 from webcare.devtools.redis_server import free_port
 from webcare.devtools.screenshot import CHROMIUM_ARGS, chromium_path
@@ -89,12 +90,14 @@ def new_page(
     """``new_page(user=None)``: a page in a fresh browser context (its own cookies),
     signed in as ``user`` when given. JavaScript errors and CSP violations fail the test."""
     problems: list[str] = []
+    users: list[int] = []
 
     def make(user=None, *, width: int = 1280, height: int = 800) -> Page:
         context = browser.new_context(base_url=desk_server, viewport={"width": width, "height": height})
         context.set_default_timeout(15_000)
         open_contexts.append(context)
         if user is not None:
+            users.append(user.pk)
             context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": _session_for(user),
                                   "url": desk_server}])
         page = context.new_page()
@@ -113,9 +116,36 @@ def new_page(
                 page.screenshot(path=str(FAILURES / f"{name}-{n}-{m}.png"), full_page=True)
     for context in open_contexts:
         context.close()
+    _wait_for_disconnects(users)
     # A WebSocket closed by the server at teardown logs a console error: only check passing tests.
     if not failed:
         assert problems == [], problems
+
+
+def _wait_for_disconnects(user_ids: list[int], timeout: float = 15.0) -> None:
+    """Until the server has handled every closed socket of these users.
+
+    Closing a socket makes the server write presence and collision state; the test's
+    database flush (TRUNCATE on PostgreSQL) must not race those writes, or PostgreSQL
+    breaks the tie with a deadlock error.
+    """
+    from inbox.models import AgentProfile
+    from inbox.services.presence import _conns_key, redis_client
+
+    client = redis_client()
+    deadline = time.monotonic() + timeout
+
+    def settled() -> bool:
+        # The socket is gone from Redis, and the presence write that follows has committed.
+        if any(client.zcard(_conns_key(pk)) for pk in user_ids):
+            return False
+        return not off_loop(lambda: AgentProfile.objects.filter(user_id__in=user_ids)
+                            .exclude(presence=AgentProfile.Presence.OFFLINE).exists())
+
+    while not settled():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"desk sockets of users {user_ids} still open {timeout}s after their pages closed")
+        time.sleep(0.05)
 
 
 def _session_for(user) -> str:
