@@ -48,6 +48,7 @@ from inbox.models import (
     Ticket,
     TicketEvent,
     TicketSeen,
+    WebhookDelivery,
 )
 from inbox.services.dead_letters import dead_letters_mark_resolved
 from inbox.services.sources import SourceError, source_poll_now
@@ -1258,3 +1259,62 @@ class EscalationAdmin(IdSearchMixin, admin.ModelAdmin):
             % {"count": cancelled},
             messages.SUCCESS,
         )
+
+
+# --- Webhook deliveries ------------------------------------------------------------------
+
+#: Characters of a body shown on the change page (bodies can be up to WEBHOOK_MAX_BYTES).
+_BODY_SHOWN = 20_000
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(IdSearchMixin, admin.ModelAdmin):
+    """Written by the webhook endpoint and its task only; an operator reads why one was rejected."""
+
+    list_display = ("id", "received_at", "platform", "source", "delivery_id", "state", "attempts", "error_preview")
+    list_filter = ("state", "platform", "source")
+    list_select_related = ("source",)
+    search_fields = ("delivery_id", "error")
+    fields = (
+        "source",
+        "platform",
+        "received_at",
+        "delivery_id",
+        "state",
+        "attempts",
+        "processed_at",
+        "error_details",
+        "headers_display",
+        "body_display",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("error"))
+    def error_preview(self, obj: WebhookDelivery) -> str:
+        return _preview(obj.error)
+
+    @admin.display(description=_("error"))
+    def error_details(self, obj: WebhookDelivery) -> str:
+        return _pre(obj.error) if obj.error else ""
+
+    @admin.display(description=_("headers"))
+    def headers_display(self, obj: WebhookDelivery) -> str:
+        return _pretty_json(obj.headers)
+
+    @admin.display(description=_("body"))
+    def body_display(self, obj: WebhookDelivery) -> str:
+        raw = bytes(obj.body or b"")
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            shown = json.dumps(json.loads(text), indent=2, ensure_ascii=False, sort_keys=True)
+        except ValueError:
+            shown = text
+        if len(shown) > _BODY_SHOWN:
+            shown = shown[:_BODY_SHOWN] + f"\n… ({len(raw)} bytes in all)"
+        return _pre(shown)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WebhookDelivery | None = None) -> bool:
+        return False

@@ -206,6 +206,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=15),
         "options": {"queue": "default", "expires": 12},
     },
+    # Webhook deliveries stored while the broker was away are processed late, never lost.
+    "process-unprocessed-webhooks": {
+        "task": "inbox.tasks.webhooks.process_unprocessed_webhooks",
+        "schedule": timedelta(seconds=60),
+        "options": {"queue": "ingest", "expires": 50},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -231,6 +237,8 @@ WEBCARE = {
     "REOPEN_WINDOW": timedelta(days=env.int("REOPEN_WINDOW_DAYS", default=7)),
     # Longest message text accepted; longer items are dead-lettered, not truncated.
     "MAX_TEXT_LENGTH": env.int("MAX_TEXT_LENGTH", default=100_000),
+    # A webhook body larger than this is refused with 413.
+    "WEBHOOK_MAX_BYTES": env.int("WEBHOOK_MAX_BYTES", default=1_048_576),
     # Polling back-off after retryable errors.
     "POLL_BACKOFF_BASE_SECONDS": env.float("POLL_BACKOFF_BASE_SECONDS", default=5.0),
     "POLL_BACKOFF_MAX_SECONDS": env.float("POLL_BACKOFF_MAX_SECONDS", default=900.0),

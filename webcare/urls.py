@@ -12,5 +12,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include("inbox.api.urls")),
+    path("webhooks/", include("inbox.api.webhooks")),
     path("", include("inbox.views.urls")),
 ]

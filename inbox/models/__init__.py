@@ -13,6 +13,7 @@ from .sla import BusinessCalendar, BusinessHours, CalendarHoliday, SlaPolicy
 from .sources import Platform, Source
 from .templates import ReplyTemplate, ReplyTemplateVariant
 from .tickets import Tag, Ticket
+from .webhooks import WebhookDelivery
 
 __all__ = [
     "BusinessCalendar",
@@ -38,4 +39,5 @@ __all__ = [
     "Ticket",
     "TicketEvent",
     "TicketSeen",
+    "WebhookDelivery",
 ]

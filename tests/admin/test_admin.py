@@ -39,9 +39,11 @@ from inbox.models import (
     Ticket,
     TicketEvent,
     TicketSeen,
+    WebhookDelivery,
 )
 from inbox.services.dead_letters import dead_letters_mark_resolved
 from inbox.services.ingest import ingest_batch
+from inbox.services.webhooks import webhook_delivery_receive
 from tests.factories import AgentProfileFactory, SourceFactory, inbound
 
 pytestmark = pytest.mark.django_db
@@ -114,6 +116,7 @@ class Desk:
     tag: Tag
     template: ReplyTemplate
     delivery: OutboundDelivery
+    webhook: WebhookDelivery
 
 
 @pytest.fixture
@@ -137,6 +140,13 @@ def desk(source, default_queue) -> Desk:
     delivery = OutboundDeliveryFactory(message=message_late, platform_id="post-77", last_error="timeout")
     DeliveryAttemptFactory(delivery=delivery, error="read timeout after 10s")
     _routing_and_sla(default_queue, message_bag.ticket)
+    webhook, _ = webhook_delivery_receive(
+        source=source,
+        platform="generic",
+        body='{"messages": [{"id": "w-1", "text": "Bag lost \u00e9"}]}'.encode(),
+        headers={"Content-Type": "application/json", "X-Webcare-Signature": "sha256=00"},
+        delivery_id="dlv-7781",
+    )
     return Desk(
         source=source,
         queue=default_queue,
@@ -151,6 +161,7 @@ def desk(source, default_queue) -> Desk:
         tag=tag,
         template=template,
         delivery=delivery,
+        webhook=webhook,
     )
 
 
@@ -194,9 +205,10 @@ ADMIN_MODELS = [
     SlaPolicy,
     InternalTeam,
     Escalation,
+    WebhookDelivery,
 ]
-# Written only by services (ingest, the audit log): no add page.
-NO_ADD = {TicketEvent, DeadLetter}
+# Written only by services (ingest, the audit log, the webhook endpoint): no add page.
+NO_ADD = {TicketEvent, DeadLetter, WebhookDelivery}
 INLINE_ONLY = {
     ReplyTemplateVariant: ReplyTemplate,
     DeliveryAttempt: OutboundDelivery,
@@ -262,6 +274,7 @@ SEARCHES: list[tuple[type[Model], Callable[[Desk], str], Callable[[Desk], list[M
     (DeadLetter, lambda d: "missing author", lambda d: [d.dead_letter]),
     (OutboundDelivery, lambda d: "post-77", lambda d: [d.delivery]),
     (OutboundDelivery, lambda d: str(d.delivery.idempotency_key), lambda d: [d.delivery]),
+    (WebhookDelivery, lambda d: "dlv-7781", lambda d: [d.webhook]),
 ]
 
 
