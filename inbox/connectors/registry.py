@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from inbox.models import Source
 
 _REGISTRY: dict[str, type[Connector]] = {}
+_builtin_loaded = False
 
 
 def register(cls: type[Connector]) -> type[Connector]:
@@ -19,7 +20,7 @@ def register(cls: type[Connector]) -> type[Connector]:
 
 def _load_builtin() -> None:
     # Imported here so each connector package registers itself once.
-    from inbox.connectors import simulated  # noqa: F401
+    from inbox.connectors import bluesky, generic, simulated, x  # noqa: F401
 
 
 class UnknownPlatform(LookupError):
@@ -27,8 +28,12 @@ class UnknownPlatform(LookupError):
 
 
 def _registry() -> dict[str, type[Connector]]:
-    if not _REGISTRY:
+    # A flag, not "is the registry empty": a connector imported on its own (a test, a
+    # plugin) must not hide the built-in ones.
+    global _builtin_loaded
+    if not _builtin_loaded:
         _load_builtin()
+        _builtin_loaded = True
     return _REGISTRY
 
 
