@@ -18,6 +18,7 @@ class ScriptedPlatform:
     def __init__(self) -> None:
         self.pages: deque[Any] = deque()  # FetchResult or an exception to raise
         self.sends: deque[Any] = deque()  # "ok", "post-then-timeout" or an exception
+        self.finds: deque[BaseException] = deque()  # exceptions for the next lookups
         self.posts: dict[str, dict] = {}  # idempotency key -> post
         self.fetch_calls: list[Any] = []
         self.send_calls = 0
@@ -59,6 +60,8 @@ class ScriptedConnector(Connector):
         return _p().post(delivery)
 
     def find_sent(self, delivery) -> SendResult | None:
+        if _p().finds:
+            raise _p().finds.popleft()
         post = _p().posts.get(str(delivery.idempotency_key))
         return SendResult(platform_id=post["id"]) if post else None
 

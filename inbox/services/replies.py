@@ -387,6 +387,10 @@ def _attempt(delivery_id: int, final_attempt: bool) -> SendOutcome:
             found = connector.find_sent(delivery)
         except RetryableError as exc:
             return _retryable(delivery, started, exc, final_attempt, unknown=True)
+        except PermanentError as exc:
+            # Whether the earlier attempt posted stays unknown: never post blind.
+            return _permanent(delivery, started, exc, unknown=True,
+                              context="could not check whether an earlier attempt posted")
         if found is not None:
             _record_sent(delivery, found, started, DeliveryAttempt.Outcome.FOUND)
             return SendOutcome(OutboundDelivery.State.SENT, detail="found an earlier post")
@@ -401,19 +405,27 @@ def _attempt(delivery_id: int, final_attempt: bool) -> SendOutcome:
         return _retryable(delivery, started, exc, final_attempt, unknown=True)
     except RetryableError as exc:
         return _retryable(delivery, started, exc, final_attempt, unknown=False)
-    except AuthenticationFailed as exc:
-        Source.objects.filter(pk=delivery.source_id).update(
-            needs_reauth=True, last_error=f"reply refused: {exc}", last_error_at=timezone.now()
-        )
-        _record_failed(delivery, started, f"authentication failed: {exc}")
-        return SendOutcome(OutboundDelivery.State.FAILED, detail=str(exc))
     except PermanentError as exc:
-        _record_failed(delivery, started, str(exc))
-        return SendOutcome(OutboundDelivery.State.FAILED, detail=str(exc))
+        return _permanent(delivery, started, exc)
     except ConnectorError as exc:
         return _retryable(delivery, started, exc, final_attempt, unknown=True)
     _record_sent(delivery, result, started, DeliveryAttempt.Outcome.SENT)
     return SendOutcome(OutboundDelivery.State.SENT)
+
+
+def _permanent(
+    delivery: OutboundDelivery, started, exc: PermanentError, *, unknown: bool = False, context: str = ""
+) -> SendOutcome:
+    """The platform said no for good: the delivery fails with its reason. Refused credentials
+    also mark the source "needs re-authorization"."""
+    reason = f"{context}: {exc}" if context else str(exc)
+    if isinstance(exc, AuthenticationFailed):
+        Source.objects.filter(pk=delivery.source_id).update(
+            needs_reauth=True, last_error=f"reply refused: {exc}", last_error_at=timezone.now()
+        )
+        reason = f"authentication failed: {reason}"
+    _record_failed(delivery, started, reason, unknown=unknown)
+    return SendOutcome(OutboundDelivery.State.FAILED, detail=str(exc))
 
 
 def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:

@@ -147,6 +147,21 @@ def test_authentication_failure_fails_reply_and_flags_source(scripted, ticket, a
     assert scripted.source.needs_reauth is True
 
 
+def test_a_lookup_refused_after_a_timeout_fails_the_reply_without_posting_blind(scripted, ticket, agent):
+    scripted.sends.extend(["post-then-timeout"])
+    scripted.finds.extend([AuthenticationFailed("401 token revoked")])
+    delivery = reply_create(ticket=ticket, author=agent, text="Hello")
+    assert delivery_send(delivery_id=delivery.pk).state == "queued"  # timed out after posting
+    assert delivery_send(delivery_id=delivery.pk).state == "failed"  # the lookup was refused
+    delivery.refresh_from_db()
+    assert delivery.outcome_unknown is True
+    assert delivery.last_error == (
+        "authentication failed: could not check whether an earlier attempt posted: 401 token revoked")
+    assert scripted.send_calls == 1
+    scripted.source.refresh_from_db()
+    assert scripted.source.needs_reauth is True
+
+
 def test_delivery_in_progress_elsewhere_is_left_alone(scripted, ticket, agent):
     delivery = reply_create(ticket=ticket, author=agent, text="Hello")
     held = lock(f"delivery:{delivery.pk}", ttl_seconds=30)
