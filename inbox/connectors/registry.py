@@ -20,7 +20,7 @@ def register(cls: type[Connector]) -> type[Connector]:
 
 def _load_builtin() -> None:
     # Imported here so each connector package registers itself once.
-    from inbox.connectors import bluesky, generic, simulated, x  # noqa: F401
+    from inbox.connectors import bluesky, generic, mastodon, simulated, x  # noqa: F401
 
 
 class UnknownPlatform(LookupError):
