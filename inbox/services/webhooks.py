@@ -141,9 +141,10 @@ def webhook_delivery_process(*, delivery_id: int) -> str:
 
 def _process(delivery_id: int) -> str:
     with transaction.atomic():
-        # The row lock makes a second worker wait, then see the delivery settled.
+        # The row lock makes a second worker wait, then see the delivery settled. Only the
+        # delivery's row: PostgreSQL cannot lock the nullable side of the join to its source.
         delivery = (
-            WebhookDelivery.objects.select_for_update()
+            WebhookDelivery.objects.select_for_update(of=("self",))
             .select_related("source")
             .filter(pk=delivery_id)
             .first()
