@@ -46,6 +46,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from bench.common import empty_database, load_rows, log, setup_django, weighted  # noqa: E402
+
 VAR_DIR = BASE_DIR / "var"
 PG_DIR = VAR_DIR / "bench-sweep-pg"
 REDIS_DIR = VAR_DIR / "bench-sweep-redis"
@@ -73,63 +75,7 @@ def scenarios(quick: bool) -> list[Scenario]:
     ]
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 # --- Child: one scenario on PostgreSQL -----------------------------------------------------------
-
-
-def _setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webcare.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-
-
-def _empty_database() -> None:
-    from django.core.management.color import no_style
-    from django.db import connection
-
-    tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
-    connection.ops.execute_sql_flush(
-        connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=True)
-    )
-
-
-def _copy(model, rows: list[dict[str, Any]]) -> None:
-    """Load ``rows`` (attname → value; ids included) with COPY; unnamed columns get the field default."""
-    from django.db import connection
-
-    now = datetime.now(UTC)
-    fields = model._meta.concrete_fields
-    table = model._meta.db_table
-
-    def value(field, row: dict[str, Any]) -> Any:
-        if field.attname in row:
-            found = row[field.attname]
-        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            found = now
-        else:
-            found = field.get_default()
-        if found is not None and field.get_internal_type() == "JSONField":
-            return json.dumps(found)
-        return found
-
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({', '.join(f.column for f in fields)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([value(f, row) for f in fields])
-        cursor.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-        )
-
-
-def _weighted(rng: random.Random, mix: dict) -> Any:
-    return rng.choices(list(mix), weights=list(mix.values()))[0]
 
 
 def prefill(scenario: Scenario) -> int:
@@ -147,7 +93,7 @@ def prefill(scenario: Scenario) -> int:
     users, profiles, members = [], [], []
     for n in range(1, scenario.agents + 1):
         # Everyone speaks a main language (nl or en mostly), a third one or two more.
-        languages = {_weighted(rng, {"nl": 45, "en": 45, "fr": 3, "de": 3, "es": 2, "ja": 1, "zh": 1})}
+        languages = {weighted(rng, {"nl": 45, "en": 45, "fr": 3, "de": 3, "es": 2, "ja": 1, "zh": 1})}
         while len(languages) < 3 and rng.random() < 0.35:
             languages.add(rng.choice(spoken))
         users.append({"id": n, "username": f"agent{n}", "password": "!", "first_name": f"Agent{n}"})
@@ -156,9 +102,9 @@ def prefill(scenario: Scenario) -> int:
             "capacity": rng.randint(*scenario.capacity),
         })  # fmt: skip
         members.append({"id": n, "queue_id": queue.pk, "user_id": n})
-    _copy(get_user_model(), users)
-    _copy(AgentProfile, profiles)
-    _copy(Queue.members.through, members)
+    load_rows(get_user_model(), users)
+    load_rows(AgentProfile, profiles)
+    load_rows(Queue.members.through, members)
     start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     customers, contacts, tickets = [], [], []
     for n in range(1, scenario.tickets + 1):
@@ -169,13 +115,13 @@ def prefill(scenario: Scenario) -> int:
         )
         tickets.append({
             "id": n, "source_id": source.pk, "queue_id": queue.pk, "customer_id": n, "contact_id": n,
-            "status": "new", "priority": _weighted(rng, PRIORITY_MIX), "language": _weighted(rng, LANGUAGE_MIX),
+            "status": "new", "priority": weighted(rng, PRIORITY_MIX), "language": weighted(rng, LANGUAGE_MIX),
             "subject": "flight delayed, where is my bag?", "opened_at": at, "last_message_at": at,
             "last_customer_message_at": at,
         })  # fmt: skip
-    _copy(Customer, customers)
-    _copy(Contact, contacts)
-    _copy(Ticket, tickets)
+    load_rows(Customer, customers)
+    load_rows(Contact, contacts)
+    load_rows(Ticket, tickets)
     return queue.pk
 
 
@@ -280,13 +226,13 @@ def _time_pushes() -> dict[str, float]:
 
 
 def child(scenario: Scenario) -> dict[str, Any]:
-    _setup_django()
+    setup_django()
     from django.db import connection
 
     from inbox.models import AgentProfile, Ticket, TicketEvent
     from inbox.services.assignment import SWEEP_BATCH_SIZE, assignment_sweep
 
-    _empty_database()
+    empty_database()
     started = time.perf_counter()
     queue_id = prefill(scenario)
     _settle()

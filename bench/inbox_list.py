@@ -31,6 +31,7 @@ configured through DATABASE_URL like the app.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -48,6 +49,8 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
+
+from bench.common import empty_database, load_rows, log, setup_django, weighted  # noqa: E402
 
 VAR_DIR = BASE_DIR / "var"
 PG_DIR = VAR_DIR / "bench-inbox-pg"
@@ -67,6 +70,8 @@ WORDS = (
     "crew friendly rude staff service app website error payment card miles upgrade lounge"
 ).split()
 SEARCH_WORD = "wheelchair"  # in about 0.5% of the messages
+# Seed rows are stamped with the benchmark's fixed "now".
+_load = functools.partial(load_rows, now=NOW)
 
 
 @dataclass(frozen=True)
@@ -82,78 +87,7 @@ FULL = Sizes(tickets=100_000, queues=50, agents=300, customers=70_000, repeats=1
 QUICK = Sizes(tickets=10_000, queues=10, agents=30, customers=7_000, repeats=5)
 
 
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 # --- Child: seed one backend, time the lists ----------------------------------------------------
-
-
-def _setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webcare.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-
-
-def _empty_database() -> None:
-    from django.core.management.color import no_style
-    from django.db import connection
-
-    tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
-    connection.ops.execute_sql_flush(
-        connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=True)
-    )
-
-
-def _load(model, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (attname → value, ids included) with the driver: COPY on PostgreSQL,
-    executemany on SQLite. Unnamed columns get the field's default."""
-    from django.db import connection, transaction
-
-    fields = model._meta.concrete_fields
-    table = model._meta.db_table
-    sqlite = connection.vendor == "sqlite"
-
-    def value(field, row: dict[str, Any]) -> Any:
-        if field.attname in row:
-            found = row[field.attname]
-        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            found = NOW
-        else:
-            found = field.get_default()
-        if found is None:
-            return None
-        kind = field.get_internal_type()
-        if kind == "JSONField":
-            return json.dumps(found)
-        if sqlite and kind == "DateTimeField":
-            return connection.ops.adapt_datetimefield_value(found)
-        return found
-
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    with transaction.atomic(), connection.cursor() as cursor:
-        if sqlite:
-            marks = ", ".join("?" for _ in fields)
-            sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
-            for start in range(0, len(rows), 5000):
-                cursor.executemany(
-                    sql, [[value(f, row) for f in fields] for row in rows[start : start + 5000]]
-                )
-        else:
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([value(f, row) for f in fields])
-            cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-            )
-
-
-def _weighted(rng: random.Random, mix: dict) -> Any:
-    return rng.choices(list(mix), weights=list(mix.values()))[0]
 
 
 def _text(rng: random.Random) -> str:
@@ -239,18 +173,18 @@ def seed(sizes: Sizes) -> Seeded:
     for tid in range(1, sizes.tickets + 1):
         customer = rng.randint(1, sizes.customers)
         queue = rng.choice(queue_ids)
-        status = _weighted(rng, STATUS_MIX)
+        status = weighted(rng, STATUS_MIX)
         opened = NOW - timedelta(minutes=rng.randint(5, 60 * 24 * 120) if status in ("solved", "closed")
                                  else rng.randint(5, 60 * 24 * 3))  # fmt: skip
         is_active = status in ("new", "open", "pending")
         active += is_active
-        priority = _weighted(rng, PRIORITY_MIX)
+        priority = weighted(rng, PRIORITY_MIX)
         answered = status != "new"
         texts = [_text(rng) for _ in range(rng.randint(1, 4))]
         ticket = {
             "id": tid, "source_id": contacts[customer - 1]["id"] % len(PLATFORMS) + 1, "queue_id": queue,
             "customer_id": customer, "contact_id": customer, "status": status, "priority": priority,
-            "language": _weighted(rng, LANGUAGE_MIX), "subject": texts[0][:200], "opened_at": opened,
+            "language": weighted(rng, LANGUAGE_MIX), "subject": texts[0][:200], "opened_at": opened,
             "last_message_at": opened + timedelta(minutes=len(texts) * 7), "last_customer_message_at": opened,
             "first_response_at": opened + timedelta(minutes=30) if answered else None,
             "assignee_id": rng.choice(membership[queue]) if membership[queue] and rng.random() < 0.7 else None,
@@ -261,7 +195,7 @@ def seed(sizes: Sizes) -> Seeded:
             ticket["resolution_due_at"] = opened + timedelta(days=2)
             if answered and rng.random() < 0.5:
                 ticket["next_response_due_at"] = opened + timedelta(hours=rng.randint(2, 30))
-            ticket["sla_state"] = _weighted(rng, SLA_MIX)
+            ticket["sla_state"] = weighted(rng, SLA_MIX)
             if status == "pending":
                 ticket["pending_since"] = opened + timedelta(hours=1)
         elif status == "solved":
@@ -423,11 +357,11 @@ def measure(scenario: Scenario, repeats: int) -> dict[str, Any]:
 
 
 def child(quick: bool) -> dict[str, Any]:
-    _setup_django()
+    setup_django()
     from django.db import connection
 
     sizes = QUICK if quick else FULL
-    _empty_database()
+    empty_database()
     seeded = seed(sizes)
     _settle()
     log(f"  {connection.vendor}: seeded {seeded.tickets:,} tickets ({seeded.active:,} active), "

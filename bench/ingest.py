@@ -44,6 +44,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from bench.common import empty_database, log, setup_django  # noqa: E402
+
 VAR_DIR = BASE_DIR / "var"
 PG_DIR = VAR_DIR / "bench-pg"
 SQLITE_PATH = VAR_DIR / "bench-ingest.sqlite3"
@@ -72,10 +74,6 @@ class Sizes:
 
 FULL = Sizes(messages=20_000, warmup=500, rounds=3, stored=(10_000, 500_000), stored_messages=10_000)
 QUICK = Sizes(messages=1_000, warmup=100, rounds=1, stored=(1_000, 10_000), stored_messages=1_000)
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 # --- Workload ---------------------------------------------------------------------------------
@@ -195,25 +193,11 @@ def workload(count: int, *, prefix: str, history: History = NO_HISTORY, seed: in
 # --- Child: one backend, Django configured from DATABASE_URL -----------------------------------
 
 
-def _setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webcare.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-
-
 def _reset_database() -> None:
     """Empty every table and restart the ids, so each round starts from the same state."""
-    from django.core.management.color import no_style
     from django.db import connection
 
-    tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
-    connection.ops.execute_sql_flush(
-        connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=True)
-    )
+    empty_database()
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute("VACUUM")
@@ -595,7 +579,7 @@ def _forget_since(marks: dict[str, int]) -> None:
 def child_compare(sizes: Sizes) -> dict:
     from django.db import connection
 
-    _setup_django()
+    setup_django()
     vendor = connection.vendor
     pipeline, floor = [], []
     for round_ in range(1, sizes.rounds + 1):
@@ -635,7 +619,7 @@ def child_stored(sizes: Sizes) -> dict:
     Both live in the cluster side by side and rounds alternate between them, so a change
     in machine load hits both alike; what a round adds is deleted again after it.
     """
-    _setup_django()
+    setup_django()
     from django.db import connection
 
     from inbox.models import Message
