@@ -239,6 +239,13 @@ WEBCARE = {
     "MAX_TEXT_LENGTH": env.int("MAX_TEXT_LENGTH", default=100_000),
     # A webhook body larger than this is refused with 413.
     "WEBHOOK_MAX_BYTES": env.int("WEBHOOK_MAX_BYTES", default=1_048_576),
+    # Meta (Facebook Pages, Messenger, Instagram): one app per desk. The app secret signs
+    # every webhook (X-Hub-Signature-256) and Graph API calls (appsecret_proof); the verify
+    # token answers the subscription handshake. Both empty: /webhooks/meta/ is switched off.
+    "META_APP_SECRET": env.str("META_APP_SECRET", default=""),
+    "META_VERIFY_TOKEN": env.str("META_VERIFY_TOKEN", default=""),
+    "META_GRAPH_URL": env.str("META_GRAPH_URL", default="https://graph.facebook.com"),
+    "META_GRAPH_VERSION": env.str("META_GRAPH_VERSION", default="v23.0"),
     # Polling back-off after retryable errors.
     "POLL_BACKOFF_BASE_SECONDS": env.float("POLL_BACKOFF_BASE_SECONDS", default=5.0),
     "POLL_BACKOFF_MAX_SECONDS": env.float("POLL_BACKOFF_MAX_SECONDS", default=900.0),

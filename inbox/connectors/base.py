@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 if TYPE_CHECKING:
     from inbox.models import OutboundDelivery, Source
@@ -64,6 +65,9 @@ class FetchResult:
     rejected: list[RejectedItem] = field(default_factory=list)
     # True when the platform has more right now (the poller fetches again at once).
     has_more: bool = False
+    # What the connector skipped on purpose, in words (reactions, edits, deletions): no
+    # message, no dead letter, but said on the webhook delivery so nothing vanishes unseen.
+    ignored: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,14 @@ class SendResult:
 
 
 class ConnectorError(Exception):
-    """Base class of every error a connector raises."""
+    """Base class of every error a connector raises.
+
+    ``response`` is the platform's HTTP answer that caused it, when there was one
+    (``inbox.connectors.http.PlatformHTTP`` sets it), for a connector that must read
+    platform-specific error codes.
+    """
+
+    response: Any = None
 
 
 class RetryableError(ConnectorError):
@@ -100,15 +111,48 @@ class AuthenticationFailed(PermanentError):
     """The credentials were refused: the source needs re-authorization."""
 
 
+class NotSupported(PermanentError):
+    """The platform (or this connector) cannot do what was asked, e.g. no profile note."""
+
+
+class InvalidWebhook(PermanentError):
+    """A whole webhook delivery cannot be read (not JSON, unknown object or event type).
+    Nothing of it is ingested; the delivery is kept, rejected, with this reason."""
+
+
+class SignatureRefused(PermanentError):
+    """A webhook request is not signed with our secret (or its verify token is wrong)."""
+
+
 class Connector:
-    """Interface of a platform connector. Subclasses set ``platform`` and implement the verbs."""
+    """Interface of a platform connector. Subclasses set ``platform`` and implement the verbs.
+
+    A connector may hold an HTTP client: use it as a context manager (or call ``close``)
+    so the connection pool is closed when the poll or the send is done.
+    """
 
     platform: ClassVar[str]
     #: Connectors that only receive webhooks do not poll.
     supports_polling: ClassVar[bool] = True
+    #: Connectors whose messages arrive as webhook deliveries implement ``parse_webhook``.
+    supports_webhooks: ClassVar[bool] = False
 
     def __init__(self, source: Source) -> None:
         self.source = source
+
+    def close(self) -> None:
+        """Release what the connector holds (HTTP connection pools). Safe to call twice."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def fetch(self, cursor: Any) -> FetchResult:
         """Return the messages after ``cursor`` and the cursor to store once they committed."""
@@ -121,3 +165,68 @@ class Connector:
     def find_sent(self, delivery: OutboundDelivery) -> SendResult | None:
         """After an unknown outcome: the post made for this delivery, if the platform has it."""
         return None
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`SignatureRefused` unless ``body`` is signed by the platform for this
+        source. Only for sources with their own endpoint (generic); app-level endpoints
+        (Meta) verify with their :class:`WebhookApp`."""
+        raise NotSupported(f"{self.platform} sources take no webhooks")
+
+    def parse_webhook(self, body: bytes) -> FetchResult:
+        """The messages of one verified delivery (or of this source's part of it), the items
+        that could not be read (``rejected``) and what was skipped on purpose (``ignored``).
+        Raise :class:`InvalidWebhook` when the body as a whole cannot be read."""
+        raise NotSupported(f"{self.platform} sources take no webhooks")
+
+    def update_profile_note(self, text: str) -> None:
+        """Show ``text`` on the brand's profile (e.g. "we answer within 12 minutes"), where the
+        platform has such a field. Raise :class:`NotSupported` where it has none."""
+        raise NotSupported(f"{self.platform} has no profile note the desk can set")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPart:
+    """The part of an app-level delivery that belongs to one account (one source)."""
+
+    platform: str
+    account_id: str
+    #: A body in the platform's own format holding only this account's part; the source's
+    #: connector reads it with ``parse_webhook``.
+    body: bytes
+    #: In words, for the delivery's note: e.g. "page 123: 2 feed changes".
+    summary: str = ""
+
+
+@dataclass(slots=True)
+class RoutedDelivery:
+    parts: list[WebhookPart]
+    #: What the app skipped on purpose (fields the desk does not ingest), in words.
+    ignored: list[str] = field(default_factory=list)
+
+
+class WebhookApp:
+    """One webhook endpoint serving many sources (Meta: every Page and Instagram account of
+    one app). It checks the subscription handshake and the app-level signature, and splits
+    a delivery into the parts each source's connector reads."""
+
+    #: Stored as ``WebhookDelivery.platform`` for deliveries that arrive before routing.
+    name: ClassVar[str]
+    #: The source platforms this app's deliveries are routed to.
+    platforms: ClassVar[tuple[str, ...]]
+
+    def configured(self) -> bool:
+        """Whether the deployment has the app's secret and verify token."""
+        raise NotImplementedError
+
+    def verify_subscription(self, params: Mapping[str, str]) -> str:
+        """The handshake (``GET`` with the verify token): return the challenge to echo, or
+        raise :class:`SignatureRefused`."""
+        raise NotImplementedError
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise :class:`SignatureRefused` unless ``body`` is signed with the app secret."""
+        raise NotImplementedError
+
+    def route(self, body: bytes) -> RoutedDelivery:
+        """Split a verified body by account. Raise :class:`InvalidWebhook` when it cannot be read."""
+        raise NotImplementedError

@@ -11,6 +11,11 @@ rate limits, 5xx and refused credentials mean the same everywhere:
 * any other 4xx: :class:`PermanentError` carrying the platform's own error text;
 * a 2xx body that is not the JSON it should be: :class:`RetryableError` (a proxy's error page
   or a truncated answer; the next poll asks again), :class:`OutcomeUnknown` after a write.
+
+Platforms that put the meaning in the body rather than the status (Meta answers 400 with
+``error.code`` 190 for a dead token and 4/17/32/613 for rate limits) pass ``classify``,
+which sees every non-2xx answer first. Every error raised for an answer carries it as
+``response``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import httpx
 
 from inbox.connectors.base import (
     AuthenticationFailed,
+    ConnectorError,
     OutcomeUnknown,
     PermanentError,
     RateLimited,
@@ -101,6 +107,8 @@ class PlatformHTTP:
     ``reset_header``: the platform's rate-limit reset header (e.g. ``X-RateLimit-Reset``);
     ``Retry-After`` is always honoured too. ``auth_statuses``: statuses that mean the token
     is refused. ``headers`` is called per request (tokens can be refreshed in between).
+    ``classify``: called with every non-2xx answer (and whether it was a write); the error
+    it returns is raised, None leaves the answer to the generic mapping.
     """
 
     def __init__(
@@ -112,12 +120,14 @@ class PlatformHTTP:
         auth_statuses: frozenset[int] = frozenset({401}),
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        classify: Callable[[httpx.Response, bool], ConnectorError | None] | None = None,
     ) -> None:
         self._client = httpx.Client(base_url=base_url, timeout=timeout, transport=transport,
                                     follow_redirects=False)
         self._headers = headers or (lambda: {})
         self.reset_header = reset_header
         self.auth_statuses = auth_statuses
+        self.classify = classify
         #: The last response's headers (rate-limit bookkeeping for callers).
         self.last_headers: httpx.Headers | None = None
 
@@ -141,17 +151,28 @@ class PlatformHTTP:
         status = response.status_code
         if 200 <= status < 300:
             return response
+        raise self._error(response, write=write)
+
+    def _error(self, response: httpx.Response, *, write: bool) -> ConnectorError:
+        error = self.classify(response, write) if self.classify is not None else None
+        if error is None:
+            error = self._generic_error(response)
+        error.response = response
+        return error
+
+    def _generic_error(self, response: httpx.Response) -> ConnectorError:
+        status = response.status_code
         reason = error_text(response)
         retry_after = seconds_until(response.headers.get("Retry-After"))
         if retry_after is None and self.reset_header:
             retry_after = seconds_until(response.headers.get(self.reset_header))
         if status == 429:
-            raise RateLimited(f"rate limited: {reason}", retry_after=retry_after)
+            return RateLimited(f"rate limited: {reason}", retry_after=retry_after)
         if status >= 500:
-            raise RetryableError(f"platform error: {reason}", retry_after=retry_after)
+            return RetryableError(f"platform error: {reason}", retry_after=retry_after)
         if status in self.auth_statuses:
-            raise AuthenticationFailed(f"credentials refused: {reason}")
-        raise PermanentError(reason)
+            return AuthenticationFailed(f"credentials refused: {reason}")
+        return PermanentError(reason)
 
     def json(self, method: str, url: str, *, write: bool = False, **kwargs: Any) -> Any:
         """``request`` and its JSON body. A 2xx answer that is not JSON is retryable; after a

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import regex
@@ -139,3 +140,82 @@ def _plain_length(text: str, counting: Counting) -> int:
 
 def _x_light(code_point: int) -> bool:
     return any(low <= code_point <= high for low, high in _X_LIGHT_RANGES)
+
+
+# --- Reply windows -------------------------------------------------------------------
+#
+# Meta lets a business answer a private conversation (Messenger, Instagram Direct) freely
+# for 24 hours after the customer's last message; after that only with the HUMAN_AGENT
+# message tag, up to 7 days; after that not at all until the customer writes again. A
+# private reply to a public comment (Facebook and Instagram "private replies") is allowed
+# once, within 7 days of the comment. Public replies have no window.
+
+STANDARD_WINDOW = timedelta(hours=24)
+HUMAN_AGENT_WINDOW = timedelta(days=7)
+PRIVATE_REPLY_WINDOW = timedelta(days=7)
+HUMAN_AGENT_TAG = "HUMAN_AGENT"
+
+#: Platforms whose private conversations have the 24-hour / HUMAN_AGENT windows.
+_WINDOWED_CONVERSATIONS = frozenset({"messenger", "instagram"})
+#: Platforms where a private reply to a public comment is a "private reply" (7 days, once).
+_PRIVATE_REPLY_TO_COMMENT = frozenset({"facebook", "instagram"})
+
+
+class WindowState(StrEnum):
+    #: No window applies (public replies; platforms without windows).
+    NONE = "none"
+    #: Inside the standard window: a normal response.
+    OPEN = "open"
+    #: Past the standard window, inside the tagged one: sent with ``tag``.
+    TAGGED = "tagged"
+    #: Past every window: the platform refuses replies until the customer writes again.
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyWindow:
+    """Whether a reply can be sent now, and how."""
+
+    state: WindowState
+    #: The message tag to send with (``HUMAN_AGENT``) when ``state`` is TAGGED.
+    tag: str = ""
+    #: When the current state ends (the standard window closes, or the tagged one).
+    closes_at: datetime | None = None
+    #: The customer message the window is counted from.
+    counted_from: datetime | None = None
+
+    @property
+    def can_send(self) -> bool:
+        return self.state != WindowState.CLOSED
+
+
+def reply_window(
+    platform: str,
+    *,
+    is_public: bool,
+    answering_is_public: bool,
+    customer_wrote_at: datetime | None,
+    now: datetime,
+) -> ReplyWindow:
+    """The window a reply falls in. ``customer_wrote_at``: for a private conversation, the
+    customer's last message in it; for a private reply to a comment, that comment's time.
+    None (nothing to count from) means no window is known to apply."""
+    if is_public or customer_wrote_at is None:
+        return ReplyWindow(WindowState.NONE)
+    if answering_is_public:
+        if platform not in _PRIVATE_REPLY_TO_COMMENT:
+            return ReplyWindow(WindowState.NONE)
+        closes = customer_wrote_at + PRIVATE_REPLY_WINDOW
+        state = WindowState.OPEN if now < closes else WindowState.CLOSED
+        return ReplyWindow(state, closes_at=closes if state == WindowState.OPEN else None,
+                           counted_from=customer_wrote_at)
+    if platform not in _WINDOWED_CONVERSATIONS:
+        return ReplyWindow(WindowState.NONE)
+    standard = customer_wrote_at + STANDARD_WINDOW
+    if now < standard:
+        return ReplyWindow(WindowState.OPEN, closes_at=standard, counted_from=customer_wrote_at)
+    tagged = customer_wrote_at + HUMAN_AGENT_WINDOW
+    if now < tagged:
+        return ReplyWindow(WindowState.TAGGED, tag=HUMAN_AGENT_TAG, closes_at=tagged,
+                           counted_from=customer_wrote_at)
+    return ReplyWindow(WindowState.CLOSED, counted_from=customer_wrote_at)

@@ -15,10 +15,9 @@ from inbox.connectors import registry
 # importing the generic package registers it, or the simulated platform would go missing.
 registry._registry()
 
-from inbox.connectors.base import PermanentError  # noqa: E402
+from inbox.connectors.base import InvalidWebhook, PermanentError, SignatureRefused  # noqa: E402
 from inbox.connectors.generic import GenericConnector  # noqa: E402
-from inbox.connectors.generic.connector import InvalidWebhook  # noqa: E402
-from inbox.connectors.generic.signature import SignatureRefused, sign  # noqa: E402
+from inbox.connectors.generic.signature import sign  # noqa: E402
 from inbox.models import DeliveryAttempt, Message, OutboundDelivery, Ticket  # noqa: E402
 from inbox.services.ingest import ingest_batch  # noqa: E402
 from inbox.services.replies import delivery_send, reply_create  # noqa: E402

@@ -29,6 +29,7 @@ from inbox.connectors.base import (
     Connector,
     FetchResult,
     InboundMessage,
+    InvalidWebhook,
     OutcomeUnknown,
     PermanentError,
     RejectedItem,
@@ -43,10 +44,6 @@ if TYPE_CHECKING:
 
 #: The only event type so far; a body may name it in ``"type"`` (or leave it out).
 EVENT_TYPES = ("messages",)
-
-
-class InvalidWebhook(PermanentError):
-    """The whole delivery cannot be read (not JSON, or not the documented shape)."""
 
 
 class _BadItem(ValueError):
@@ -87,6 +84,7 @@ def _created_at(value: Any) -> datetime:
 class GenericConnector(Connector):
     platform: ClassVar[str] = "generic"
     supports_polling: ClassVar[bool] = False
+    supports_webhooks: ClassVar[bool] = True
 
     # --- Configuration -------------------------------------------------------------
 
@@ -118,7 +116,7 @@ class GenericConnector(Connector):
         raise PermanentError("generic sources receive webhooks; they are never polled")
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> None:
-        """Raise ``signature.SignatureRefused`` unless the request is signed with our secret."""
+        """Raise ``SignatureRefused`` unless the request is signed with our secret."""
         signature.verify(
             self.secret,
             body,

@@ -11,18 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from inbox.connectors.base import PermanentError
+from inbox.connectors.base import SignatureRefused
 
 SIGNATURE_HEADER = "X-Webcare-Signature"
 TIMESTAMP_HEADER = "X-Webcare-Timestamp"
 DELIVERY_HEADER = "X-Webcare-Delivery"
 PREFIX = "sha256="
 TOLERANCE_SECONDS = 300
-
-
-class SignatureRefused(PermanentError):
-    """The request is not proven to come from the holder of the secret; the message says why
-    (never containing the secret or the expected signature)."""
 
 
 def signed_payload(body: bytes, timestamp: str = "") -> bytes:
