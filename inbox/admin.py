@@ -52,6 +52,7 @@ from inbox.models import (
 )
 from inbox.services.dead_letters import dead_letters_mark_resolved
 from inbox.services.sources import SourceError, source_poll_now
+from inbox.services.webhooks import webhook_deliveries_reprocess
 
 PREVIEW_CHARS = 80
 # Longer digit strings cannot be a primary key and would overflow SQLite's INTEGER.
@@ -1273,6 +1274,7 @@ class WebhookDeliveryAdmin(IdSearchMixin, admin.ModelAdmin):
 
     list_display = ("id", "received_at", "platform", "source", "delivery_id", "state", "attempts", "error_preview")
     list_filter = ("state", "platform", "source")
+    actions = ("process_again",)
     list_select_related = ("source",)
     search_fields = ("delivery_id", "error")
     fields = (
@@ -1300,6 +1302,22 @@ class WebhookDeliveryAdmin(IdSearchMixin, admin.ModelAdmin):
     @admin.display(description=_("headers"))
     def headers_display(self, obj: WebhookDelivery) -> str:
         return _pretty_json(obj.headers)
+
+    @admin.action(description=_("Process the selected deliveries again"))
+    def process_again(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        # After connecting the source a delivery was meant for, or fixing a connector. What
+        # was ingested before is not doubled (messages are unique per source and id).
+        count = webhook_deliveries_reprocess(delivery_ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d delivery queued to be processed again.",
+                "%(count)d deliveries queued to be processed again.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS if count else messages.WARNING,
+        )
 
     @admin.display(description=_("body"))
     def body_display(self, obj: WebhookDelivery) -> str:

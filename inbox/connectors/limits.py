@@ -189,6 +189,11 @@ class ReplyWindow:
         return self.state != WindowState.CLOSED
 
 
+def has_reply_windows(platform: str) -> bool:
+    """Whether any private reply on ``platform`` is bound to a window."""
+    return platform in _WINDOWED_CONVERSATIONS or platform in _PRIVATE_REPLY_TO_COMMENT
+
+
 def reply_window(
     platform: str,
     *,

@@ -13,8 +13,9 @@ from datetime import UTC
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
-from inbox.connectors.limits import ReplyLimit, replies_for
+from inbox.connectors.limits import ReplyLimit, ReplyWindow, WindowState, replies_for
 from inbox.models import (
     AgentProfile,
     Contact,
@@ -28,6 +29,7 @@ from inbox.models import (
 )
 from inbox.selectors.agents import agents_visible_to
 from inbox.selectors.tickets import tickets_visible_to, user_is_lead
+from inbox.selectors.windows import describe_window, window_for_reply
 from inbox.services.tickets import STATUS_CHANGES
 
 #: Statuses an agent sets from the ticket view (new is where a ticket starts, closing is
@@ -86,6 +88,10 @@ class ReplyChoice:
 
     is_public: bool
     limit: ReplyLimit
+    #: Meta's reply windows for private replies (``inbox.connectors.limits``).
+    window: ReplyWindow = ReplyWindow(WindowState.NONE)
+    #: The window in words for the agent ("" when none applies).
+    window_notice: str = ""
 
     @property
     def value(self) -> str:
@@ -115,13 +121,16 @@ def composer_options(*, ticket: Ticket, messages: list[Message] | None = None) -
             Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
             .exclude(external_id=None)
             .order_by("created_at", "pk")
-            .only("id", "is_public", "created_at")
+            .only("id", "is_public", "created_at", "source_id", "ticket_id", "conversation_id")
         )
     else:
         inbound = [
             m for m in messages if m.direction == Message.Direction.INBOUND and m.external_id is not None
         ]
     newest = max(inbound, key=lambda m: (m.created_at, m.pk)) if inbound else None
+    newest_private = max(
+        (m for m in inbound if not m.is_public), key=lambda m: (m.created_at, m.pk), default=None
+    )
     default_public = newest.is_public if newest is not None else not ticket.is_private
     public_possible = any(m.is_public for m in inbound) if inbound else not ticket.is_private
     choices = []
@@ -129,7 +138,13 @@ def composer_options(*, ticket: Ticket, messages: list[Message] | None = None) -
         limit = rules.limit_for(is_public=is_public)
         if limit is None or (is_public and not public_possible):
             continue
-        choices.append(ReplyChoice(is_public=is_public, limit=limit))
+        window, notice = ReplyWindow(WindowState.NONE), ""
+        answering = newest_private or newest
+        if not is_public and answering is not None:
+            # As reply_create does: the newest private message, else the newest one (a comment).
+            window = window_for_reply(platform=platform, is_public=False, answering=answering, now=timezone.now())
+            notice = describe_window(platform, window, answering_is_public=answering.is_public)
+        choices.append(ReplyChoice(is_public=is_public, limit=limit, window=window, window_notice=notice))
     return ComposerOptions(platform=platform, platform_label=platform_label(platform), choices=tuple(choices))
 
 

@@ -18,7 +18,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from inbox.connectors.base import AuthenticationFailed, ConnectorError, RetryableError
+from inbox.connectors.base import AuthenticationFailed, Connector, ConnectorError, RetryableError
 from inbox.connectors.registry import UnknownPlatform, get_connector, webhook_only_platforms
 from inbox.models import DeadLetter, Source, TicketEvent
 from inbox.realtime.publish import publish_on_commit
@@ -90,21 +90,8 @@ def _poll(source_id: int) -> PollOutcome:
     outcome = PollOutcome("ok", ingest=IngestResult())
     started = timezone.now()
     try:
-        connector = get_connector(source)
-        for _ in range(_MAX_PAGES):
-            fetched = connector.fetch(source.cursor)
-            with transaction.atomic():
-                result = ingest_batch(
-                    source=source, messages=fetched.messages, rejected=fetched.rejected,
-                    origin=DeadLetter.Origin.POLL,
-                )
-                # The cursor moves in the same transaction as the batch it covers.
-                Source.objects.filter(pk=source.pk).update(cursor=fetched.next_cursor)
-            source.cursor = fetched.next_cursor
-            outcome.pages += 1
-            outcome.ingest.merge(result)
-            if not fetched.has_more:
-                break
+        with get_connector(source) as connector:
+            _fetch_pages(connector, source, outcome)
     except AuthenticationFailed as exc:
         return _record_reauth(source, exc, outcome)
     except RetryableError as exc:
@@ -124,6 +111,23 @@ def _poll(source_id: int) -> PollOutcome:
     Source.objects.filter(pk=source.pk).update(**fields)
     outcome.next_poll_at = fields["next_poll_at"]
     return outcome
+
+
+def _fetch_pages(connector: Connector, source: Source, outcome: PollOutcome) -> None:
+    for _ in range(_MAX_PAGES):
+        fetched = connector.fetch(source.cursor)
+        with transaction.atomic():
+            result = ingest_batch(
+                source=source, messages=fetched.messages, rejected=fetched.rejected,
+                origin=DeadLetter.Origin.POLL,
+            )
+            # The cursor moves in the same transaction as the batch it covers.
+            Source.objects.filter(pk=source.pk).update(cursor=fetched.next_cursor)
+        source.cursor = fetched.next_cursor
+        outcome.pages += 1
+        outcome.ingest.merge(result)
+        if not fetched.has_more:
+            break
 
 
 def _record_failure(

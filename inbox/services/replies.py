@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 
 from inbox.connectors.base import (
     AuthenticationFailed,
+    Connector,
     ConnectorError,
     OutcomeUnknown,
     PermanentError,
@@ -48,6 +49,7 @@ from inbox.models import (
 )
 from inbox.realtime.publish import publish_on_commit
 from inbox.selectors.sla import sla_config
+from inbox.selectors.windows import describe_window, window_for_reply
 from inbox.services.events import event_for
 from inbox.services.locks import lock
 from inbox.services.normalize import clean_text
@@ -232,6 +234,11 @@ def _check_platform_rules(ticket: Ticket, *, text: str, is_public: bool, answeri
     if is_public and ((answering is not None and not answering.is_public)
                       or (answering is None and ticket.is_private)):
         raise ReplyError(_("This conversation is private: there is no public message to reply to."))
+    window = window_for_reply(platform=platform, is_public=is_public, answering=answering, now=timezone.now())
+    if not window.can_send:
+        raise ReplyError(
+            describe_window(platform, window, answering_is_public=bool(answering and answering.is_public))
+        )
     if limit.max_length is not None:
         length = limit.length(text)
         if length > limit.max_length:
@@ -378,9 +385,14 @@ def _attempt(delivery_id: int, final_attempt: bool) -> SendOutcome:
         return SendOutcome(delivery.state, detail="already settled")
     if delivery.state == OutboundDelivery.State.AWAITING_APPROVAL:
         return SendOutcome(delivery.state, detail="held until a lead approves it")
-    connector = get_connector(delivery.source)
     started = timezone.now()
+    with get_connector(delivery.source) as connector:
+        return _send_with(connector, delivery, started, final_attempt)
 
+
+def _send_with(
+    connector: Connector, delivery: OutboundDelivery, started, final_attempt: bool
+) -> SendOutcome:
     # A previous attempt may have posted without us knowing: look before posting.
     if delivery.outcome_unknown or delivery.state == OutboundDelivery.State.SENDING:
         try:

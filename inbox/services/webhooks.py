@@ -15,20 +15,28 @@ Exactly once:
 
 A body we cannot read (not JSON, unknown event type or shape) is kept and marked
 ``rejected`` with the reason for an operator; it is never retried.
+
+App-level endpoints (Meta: one endpoint for every Page and Instagram account of one app)
+store the delivery without a source. Processing asks the app (``WebhookApp.route``) to
+split it by account, finds the source of each part by platform and account id, and ingests
+each part with that source's connector. A part no enabled source claims is said on the
+delivery; once the source is connected, an operator processes the delivery again
+(``webhook_deliveries_reprocess``, admin action) and nothing already ingested is doubled.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from inbox.connectors.base import PermanentError
-from inbox.connectors.registry import UnknownPlatform, get_connector
+from inbox.connectors.base import FetchResult, PermanentError, WebhookApp
+from inbox.connectors.registry import UnknownPlatform, get_connector, get_webhook_app
 from inbox.models import DeadLetter, Source, WebhookDelivery
 from inbox.services.ingest import ingest_batch
 
@@ -156,41 +164,109 @@ def _process(delivery_id: int) -> str:
         delivery.attempts += 1
         delivery.processed_at = timezone.now()
         if delivery.source is None:
-            return _settle(delivery, WebhookDelivery.State.REJECTED, "the delivery has no source (deleted?)")
-        connector = get_connector(delivery.source)
-        parse = getattr(connector, "parse_webhook", None)
-        if parse is None:
-            return _settle(
-                delivery,
-                WebhookDelivery.State.REJECTED,
-                f"{delivery.source.platform} sources take no webhooks",
-            )
-        try:
-            parsed = parse(bytes(delivery.body))
-        except PermanentError as exc:
-            return _settle(delivery, WebhookDelivery.State.REJECTED, str(exc) or exc.__class__.__name__)
+            app = get_webhook_app(delivery.platform)
+            if app is None:
+                return _settle(delivery, WebhookDelivery.State.REJECTED, "the delivery has no source (deleted?)")
+            return _process_routed(delivery, app)
+        with get_connector(delivery.source) as connector:
+            if not connector.supports_webhooks:
+                return _settle(
+                    delivery,
+                    WebhookDelivery.State.REJECTED,
+                    f"{delivery.source.platform} sources take no webhooks",
+                )
+            try:
+                parsed = connector.parse_webhook(bytes(delivery.body))
+            except PermanentError as exc:
+                return _settle(delivery, WebhookDelivery.State.REJECTED, str(exc) or exc.__class__.__name__)
+        tally = _Tally()
+        tally.ingest(delivery.source, parsed)
+        return _settle(delivery, WebhookDelivery.State.PROCESSED, tally.note())
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What processing one delivery did, said on the delivery in one note."""
+
+    created: int = 0
+    duplicates: int = 0
+    items: int = 0
+    rejected: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    unclaimed: list[str] = field(default_factory=list)
+
+    def ingest(self, source: Source, parsed: FetchResult) -> None:
         result = ingest_batch(
-            source=delivery.source,
+            source=source,
             messages=parsed.messages,
             rejected=parsed.rejected,
             origin=DeadLetter.Origin.WEBHOOK,
         )
-        note = ""
-        if result.rejected:
-            reasons = "; ".join(r.reason for r in result.rejected[:_ERROR_REASONS_SHOWN])
-            more = len(result.rejected) - _ERROR_REASONS_SHOWN
-            note = (
-                f"{len(result.rejected)} of {len(parsed.messages) + len(parsed.rejected)} items "
-                f"dead-lettered: {reasons}" + (f"; and {more} more" if more > 0 else "")
-            )
+        self.created += result.created
+        self.duplicates += result.duplicates
+        self.items += len(parsed.messages) + len(parsed.rejected)
+        self.rejected += [r.reason for r in result.rejected]
+        self.ignored += parsed.ignored
         logger.info(
-            "webhook: delivery %s ingested: %d new, %d duplicates, %d dead-lettered",
-            delivery.pk,
+            "webhook: %s: %d new, %d duplicates, %d dead-lettered, %d ignored",
+            source,
             result.created,
             result.duplicates,
             len(result.rejected),
+            len(parsed.ignored),
         )
-        return _settle(delivery, WebhookDelivery.State.PROCESSED, note)
+
+    def note(self) -> str:
+        notes = []
+        if self.unclaimed:
+            notes.append("not ingested: " + _listed(self.unclaimed))
+        if self.rejected:
+            notes.append(f"{len(self.rejected)} of {self.items} items dead-lettered: " + _listed(self.rejected))
+        if self.ignored:
+            notes.append("ignored: " + _listed(self.ignored))
+        return "\n".join(notes)
+
+
+def _listed(reasons: list[str]) -> str:
+    shown = "; ".join(reasons[:_ERROR_REASONS_SHOWN])
+    more = len(reasons) - _ERROR_REASONS_SHOWN
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _process_routed(delivery: WebhookDelivery, app: WebhookApp) -> str:
+    """An app-level delivery: each account's part to its source's connector."""
+    try:
+        routed = app.route(bytes(delivery.body))
+    except PermanentError as exc:
+        return _settle(delivery, WebhookDelivery.State.REJECTED, str(exc) or exc.__class__.__name__)
+    sources: dict[tuple[str, str], Source] = {}
+    for source in Source.objects.filter(platform__in=app.platforms).exclude(account_id="").order_by("id"):
+        # The enabled source wins over a disabled one for the same account.
+        key = (source.platform, source.account_id)
+        if key not in sources or (source.enabled and not sources[key].enabled):
+            sources[key] = source
+    tally = _Tally(ignored=list(routed.ignored))
+    for part in routed.parts:
+        what = part.summary or f"{part.platform} account {part.account_id}"
+        source = sources.get((part.platform, part.account_id))
+        if source is None:
+            tally.unclaimed.append(f"{what}: no {part.platform} source has account id {part.account_id}")
+            continue
+        if not source.enabled:
+            tally.unclaimed.append(f"{what}: source {source.name!r} is disabled")
+            continue
+        with get_connector(source) as connector:
+            try:
+                parsed = connector.parse_webhook(part.body)
+            except PermanentError as exc:
+                tally.unclaimed.append(f"{what}: {exc}")
+                continue
+        tally.ingest(source, parsed)
+    if routed.parts and len(tally.unclaimed) == len(routed.parts):
+        # Nothing of it reached the desk: rejected, so an operator sees it; processing it
+        # again after connecting the source ingests it.
+        return _settle(delivery, WebhookDelivery.State.REJECTED, tally.note())
+    return _settle(delivery, WebhookDelivery.State.PROCESSED, tally.note())
 
 
 def _settle(delivery: WebhookDelivery, state: str, error: str) -> str:
@@ -200,6 +276,24 @@ def _settle(delivery: WebhookDelivery, state: str, error: str) -> str:
     delivery.error = error
     delivery.save(update_fields=["state", "error", "attempts", "processed_at"])
     return state
+
+
+def webhook_deliveries_reprocess(*, delivery_ids: list[int]) -> int:
+    """Process settled or failed deliveries again (after connecting the missing source, or
+    fixing a connector): they return to ``received`` and are enqueued after commit. Safe:
+    ingest is idempotent, so what was ingested before is not doubled. Returns how many."""
+    with transaction.atomic():
+        ids = list(
+            WebhookDelivery.objects.select_for_update()
+            .filter(pk__in=delivery_ids)
+            .exclude(state=WebhookDelivery.State.RECEIVED)
+            .values_list("id", flat=True)
+        )
+        WebhookDelivery.objects.filter(pk__in=ids).update(state=WebhookDelivery.State.RECEIVED, error="")
+        for delivery_id in ids:
+            transaction.on_commit(lambda delivery_id=delivery_id: _enqueue(delivery_id))
+    logger.info("webhook: deliveries %s queued to be processed again", ids)
+    return len(ids)
 
 
 def webhook_deliveries_unprocessed(*, older_than_seconds: float = 300) -> list[int]:

@@ -454,6 +454,23 @@ def test_mark_resolved_action_resolves_only_the_selected(admin_client, source):
     }
 
 
+def test_process_again_action_requeues_settled_deliveries(admin_client, source, django_capture_on_commit_callbacks):
+    rejected = WebhookDelivery.objects.create(platform="meta", body=b"{}", state="rejected", error="no source")
+    waiting = WebhookDelivery.objects.create(platform="meta", body=b"{}")
+
+    with django_capture_on_commit_callbacks() as enqueued:
+        response = admin_client.post(
+            url(WebhookDelivery, "changelist"),
+            {"action": "process_again", "_selected_action": [rejected.pk, waiting.pk]},
+            follow=True,
+        )
+
+    assert "1 delivery queued to be processed again." in response.content.decode()
+    rejected.refresh_from_db()
+    assert (rejected.state, rejected.error) == ("received", "")
+    assert len(enqueued) == 1
+
+
 def test_dead_letters_mark_resolved_counts_only_changed_rows(source):
     ingest_batch(
         source=source,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import factory
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from inbox.connectors.limits import Counting, replies_for, reply_length
 from inbox.models import Message, OutboundDelivery, ReplyTemplate, Tag, Ticket, TicketEvent
@@ -68,7 +70,9 @@ def ticket_on(platform: str, default_queue, *, public: bool = True) -> Ticket:
     ingest_batch(
         source=brand,
         messages=[
-            inbound(f"{platform}-1", text="Hello?", public=public, conversation="dm-1" if not public else "")
+            # Recent: Meta's private conversations close 7 days after the customer wrote.
+            inbound(f"{platform}-1", text="Hello?", public=public, conversation="dm-1" if not public else "",
+                    at=timezone.now() - timedelta(minutes=5))
         ],
     )
     return Ticket.objects.get(source=brand)

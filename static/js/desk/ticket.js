@@ -400,9 +400,29 @@
     };
   }
 
+  function selectedVisibility() {
+    const input = composer.querySelector("[data-visibility]:checked")
+      || composer.querySelector("input[type=hidden][data-visibility]");
+    return input ? input.value : "";
+  }
+
+  // Meta's reply windows: the notice of the chosen kind of reply is shown; a closed window
+  // cannot be sent into (the server refuses it too).
+  function windowClosed() {
+    if (kind() !== "reply") return false;
+    let closed = false;
+    composer.querySelectorAll("[data-window-for]").forEach((notice) => {
+      const chosen = notice.dataset.windowFor === selectedVisibility();
+      notice.hidden = !chosen;
+      if (chosen && notice.dataset.windowState === "closed") closed = true;
+    });
+    return closed;
+  }
+
   function updateSendState() {
     const noReply = kind() === "reply" && composer.querySelector("[data-no-reply]");
-    sendButton.disabled = sending || heldBack || overLimit || Boolean(noReply) || !textarea.value.trim();
+    sendButton.disabled = sending || heldBack || overLimit || Boolean(noReply) || windowClosed()
+      || !textarea.value.trim();
   }
 
   function updateCounter() {
