@@ -61,7 +61,14 @@ def _wait_for_worker(proc: subprocess.Popen, log: Path, timeout: float = 60.0) -
 
 
 @pytest.fixture
-def celery_worker(django_db_setup, django_db_blocker):
+def celery_worker_env() -> dict[str, str]:
+    """Extra environment for the worker process (a test module overrides this fixture, e.g.
+    for settings the worker must share with the test, like Meta's app secret)."""
+    return {}
+
+
+@pytest.fixture
+def celery_worker(django_db_setup, django_db_blocker, celery_worker_env):
     """A real ``celery worker`` process on the test database and the suite's Redis.
 
     Tests that use it need committed data: mark them ``transactional_db``. One worker
@@ -77,6 +84,7 @@ def celery_worker(django_db_setup, django_db_blocker):
     env = dict(os.environ)
     env["WEBCARE_DATABASE_NAME"] = str(settings.DATABASES["default"]["NAME"])
     env["POLL_BACKOFF_BASE_SECONDS"] = "0.2"
+    env.update(celery_worker_env)
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "webcare", "worker", "-Q", "ingest,outbound,default",
