@@ -21,7 +21,14 @@ from rest_framework.settings import api_settings
 from inbox.api.permissions import IsLead
 from inbox.models import Queue, Source
 from inbox.selectors.sources import sources_visible_to
-from inbox.services.sources import SourceError, source_create, source_poll_now, source_update
+from inbox.services.sources import (
+    ProfileNoteFailed,
+    SourceError,
+    source_create,
+    source_poll_now,
+    source_update,
+    source_update_profile_note,
+)
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -58,6 +65,14 @@ class SourceSerializer(serializers.ModelSerializer):
 
 def _service_error(exc: SourceError) -> serializers.ValidationError:
     return serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [str(exc)]})
+
+
+class ProfileNoteSerializer(serializers.Serializer):
+    text = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=10_000)
+
+
+class ProfileNoteErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
 
 
 class SourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
@@ -98,6 +113,33 @@ class SourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         except SourceError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(source).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=ProfileNoteSerializer,
+        responses={200: SourceSerializer, 400: ProfileNoteErrorSerializer, 409: ProfileNoteErrorSerializer,
+                   501: ProfileNoteErrorSerializer, 502: ProfileNoteErrorSerializer,
+                   503: ProfileNoteErrorSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="profile-note")
+    def profile_note(self, request: Request, pk: str | None = None) -> Response:
+        """Write the brand's profile note on the platform (Mastodon note, Bluesky description).
+        501: the platform has none; 502: the platform refused it (reason given); 503: try later."""
+        payload = ProfileNoteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            source = source_update_profile_note(
+                source=self.get_object(), actor=request.user, text=payload.validated_data["text"]
+            )
+        except ProfileNoteFailed as exc:
+            code = (
+                status.HTTP_501_NOT_IMPLEMENTED if not exc.supported
+                else status.HTTP_503_SERVICE_UNAVAILABLE if exc.retryable
+                else status.HTTP_502_BAD_GATEWAY
+            )
+            return Response({"detail": str(exc)}, status=code)
+        except SourceError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(source).data)
 
 
 def register(router: DefaultRouter) -> None:

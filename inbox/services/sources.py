@@ -6,6 +6,7 @@ the API and admin only ever show which secret names are stored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -14,9 +15,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from inbox.connectors.registry import webhook_only_platforms
+from inbox.connectors.base import AuthenticationFailed, ConnectorError, NotSupported, RetryableError
+from inbox.connectors.registry import UnknownPlatform, get_connector, webhook_only_platforms
 from inbox.models import Platform, Queue, Source, TicketEvent
 from inbox.realtime.publish import publish_on_commit
+
+logger = logging.getLogger(__name__)
 
 #: Fields a lead may set directly.
 _PLAIN_FIELDS = ("name", "enabled", "config", "account_id", "default_queue", "poll_interval_seconds")
@@ -138,5 +142,47 @@ def source_poll_now(*, source: Source, actor: AbstractBaseUser, now: datetime | 
     with transaction.atomic():
         Source.objects.filter(pk=source.pk).update(next_poll_at=now or timezone.now())
         transaction.on_commit(lambda: poll_source.delay(source.pk))
+    source.refresh_from_db()
+    return source
+
+
+class ProfileNoteFailed(SourceError):
+    """The platform did not take the note; ``retryable`` when trying later may work."""
+
+    def __init__(self, message: str, *, retryable: bool = False, supported: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.supported = supported
+
+
+def source_update_profile_note(*, source: Source, actor: AbstractBaseUser, text: str) -> Source:
+    """Write ``text`` into the brand's profile on the platform (Mastodon's note, Bluesky's
+    description), e.g. "We answer within 15 minutes, 24/7".
+
+    Done while the lead waits, so they see at once whether the platform took it. Refused
+    credentials mark the source "needs re-authorization", as a failed poll does."""
+    if not isinstance(text, str):
+        raise SourceError("text must be a string")
+    if not source.enabled:
+        raise SourceError("the source is disabled")
+    try:
+        with get_connector(source) as connector:
+            connector.update_profile_note(text)
+    except NotSupported as exc:
+        raise ProfileNoteFailed(str(exc), supported=False) from exc
+    except AuthenticationFailed as exc:
+        Source.objects.filter(pk=source.pk).update(
+            needs_reauth=True, last_error=f"profile note refused: {exc}", last_error_at=timezone.now()
+        )
+        raise ProfileNoteFailed(f"credentials refused: {exc}") from exc
+    except RetryableError as exc:
+        raise ProfileNoteFailed(str(exc), retryable=True) from exc
+    except (ConnectorError, UnknownPlatform) as exc:
+        raise ProfileNoteFailed(str(exc)) from exc
+    with transaction.atomic():
+        event = _event(source, "source.profile_note_updated", actor, length=len(text))
+        event.save()
+        publish_on_commit([event])
+    logger.info("source %s: profile note updated by %s (%d characters)", source.pk, actor, len(text))
     source.refresh_from_db()
     return source

@@ -150,3 +150,93 @@ def test_admin_polls_the_selected_sources_now(client, monkeypatch, django_captur
     notes = [str(m) for m in response.context["messages"]]
     assert "ok: poll queued." in notes
     assert "stuck: the source needs re-authorization: give it new credentials first" in notes
+
+
+# --- Profile note ----------------------------------------------------------------------------
+
+
+class _NoteConnector:
+    """Stands in for a platform: records the note, or raises what the test asks for."""
+
+    platform = "notetest"
+    notes: list[str] = []
+    raise_error: Exception | None = None
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.closed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.closed = True
+
+    def update_profile_note(self, text: str) -> None:
+        if self.raise_error is not None:
+            raise self.raise_error
+        self.notes.append(text)
+
+
+@pytest.fixture
+def note_source(db, monkeypatch):
+    from inbox.connectors import registry
+
+    registry._registry()
+    _NoteConnector.notes = []
+    _NoteConnector.raise_error = None
+    monkeypatch.setitem(registry._REGISTRY, "notetest", _NoteConnector)
+    return SourceFactory(name="notes", platform="notetest")
+
+
+def note_url(source) -> str:
+    return f"/api/v1/sources/{source.pk}/profile-note/"
+
+
+def test_a_lead_sets_the_profile_note(lead_api, note_source):
+    text = "We answer within 15 minutes, 24/7 ✈️ — ‏ישראל‏"
+    response = lead_api.post(note_url(note_source), {"text": text}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["id"] == note_source.pk
+    assert _NoteConnector.notes == [text]
+    event = TicketEvent.objects.get(type="source.profile_note_updated")
+    assert event.payload == {"source_id": note_source.pk, "source": "notes", "length": len(text)}
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason"),
+    [
+        ("not_supported", 501, "has no profile note"),
+        ("refused", 502, "500 characters"),
+        ("auth", 502, "credentials refused"),
+        ("later", 503, "rate limited"),
+    ],
+)
+def test_profile_note_errors_say_why(lead_api, note_source, error, status, reason):
+    from inbox.connectors.base import AuthenticationFailed, NotSupported, PermanentError, RateLimited
+
+    _NoteConnector.raise_error = {
+        "not_supported": NotSupported("notetest has no profile note the desk can set"),
+        "refused": PermanentError("422 Validation failed: Note is too long (maximum is 500 characters)"),
+        "auth": AuthenticationFailed("401 The access token is invalid"),
+        "later": RateLimited("rate limited: 429", retry_after=30),
+    }[error]
+
+    response = lead_api.post(note_url(note_source), {"text": "x" * 600}, format="json")
+
+    assert response.status_code == status
+    assert reason in response.json()["detail"]
+    note_source.refresh_from_db()
+    assert note_source.needs_reauth == (error == "auth")
+    assert not TicketEvent.objects.filter(type="source.profile_note_updated").exists()
+
+
+def test_profile_note_needs_text_an_enabled_source_and_a_lead(lead_api, agent_api, note_source):
+    assert lead_api.post(note_url(note_source), {}, format="json").status_code == 400
+    assert agent_api.post(note_url(note_source), {"text": "hi"}, format="json").status_code == 403
+    note_source.enabled = False
+    note_source.save()
+    response = lead_api.post(note_url(note_source), {"text": "hi"}, format="json")
+    assert (response.status_code, response.json()["detail"]) == (409, "the source is disabled")
+    assert _NoteConnector.notes == []
