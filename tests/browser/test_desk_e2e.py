@@ -221,3 +221,36 @@ def test_hostile_names_and_text_render_as_text_and_run_nothing(new_page, source,
     link = conversation.locator('a[href^="https://klm.example/ok"]')
     expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
     assert page.evaluate("window.__xss") is None
+
+
+def test_messenger_windows_are_shown_and_a_closed_one_cannot_be_sent_into(new_page, queue, redis_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    anna = agent(queue, "anna", "Anna")
+    messenger = SourceFactory(name="KLM Messenger", platform="messenger", account_id="page-1", default_queue=queue)
+    now = timezone.now()
+    off_loop(ingest_batch, source=messenger, messages=[
+        inbound("old-1", author="psid-1", text="Waar blijft mijn terugbetaling?", public=False,
+                conversation="psid-1", at=now - timedelta(days=9)),
+        inbound("late-1", author="psid-2", text="Nog nieuws?", public=False, conversation="psid-2",
+                at=now - timedelta(hours=30)),
+    ])
+    page = new_page(anna)
+
+    page.goto(f"/desk/tickets/{ticket_of('old-1').pk}/")
+    notice = page.locator('[data-window-for="private"]')
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("closed until they write again")
+    page.locator("textarea[data-composer]").fill("Sorry voor het wachten")
+    expect(page.locator("button[data-send]")).to_be_disabled()
+    # A note is still possible: the window only concerns replies.
+    page.locator('[data-kind][value="note"]').check()
+    expect(notice).to_be_hidden()
+    expect(page.locator("button[data-send]")).to_be_enabled()
+
+    page.goto(f"/desk/tickets/{ticket_of('late-1').pk}/")
+    expect(page.locator('[data-window-for="private"]')).to_contain_text("Human Agent tag")
+    page.locator("textarea[data-composer]").fill("Sorry voor het wachten")
+    expect(page.locator("button[data-send]")).to_be_enabled()
