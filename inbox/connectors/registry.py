@@ -27,7 +27,7 @@ def register_webhook_app(cls: type[WebhookApp]) -> type[WebhookApp]:
 
 def _load_builtin() -> None:
     # Imported here so each connector package registers itself once.
-    from inbox.connectors import bluesky, generic, mastodon, simulated, x  # noqa: F401
+    from inbox.connectors import bluesky, generic, mastodon, meta, simulated, x  # noqa: F401
 
 
 class UnknownPlatform(LookupError):
