@@ -92,3 +92,68 @@ def test_delivery_ingested_by_the_worker_once_and_the_reply_posted_back(celery_w
     assert (posted.json["conversation_id"], posted.json["private"]) == ("chat-8", True)
     assert posted.headers["Idempotency-Key"] == str(delivery.idempotency_key)
     assert OutboundDelivery.objects.get(pk=delivery.pk).platform_id == "r-1"
+
+
+# --- Meta: one signed endpoint, routed by Page id, answered through the Send API ----------------
+
+META_SECRET = "meta-app-secret-e2e-77d"
+
+
+@pytest.fixture
+def celery_worker_env() -> dict[str, str]:
+    # The worker signs its Graph calls with the same app secret the endpoint verifies with.
+    return {"META_APP_SECRET": META_SECRET, "META_VERIFY_TOKEN": "verify-e2e"}
+
+
+@pytest.fixture
+def graph():
+    from tests.connectors.fake_graph import FakeGraph, FakeGraphServer
+
+    with FakeGraphServer(FakeGraph(app_secret=META_SECRET)) as server:
+        yield server
+
+
+def test_meta_delivery_routed_by_the_worker_and_the_reply_sent_through_the_send_api(
+    celery_worker, client, settings, graph, default_queue, redis_client, anna
+):
+    import hashlib
+    import hmac
+    from datetime import UTC, datetime
+
+    from tests.connectors.fake_graph import PAGE_ID, TOKEN
+
+    settings.WEBCARE = {**settings.WEBCARE, "META_APP_SECRET": META_SECRET, "META_VERIFY_TOKEN": "verify-e2e"}
+    messenger = SourceFactory(name="Messenger", platform="messenger", account_id=PAGE_ID,
+                              default_queue=default_queue, config={"graph_url": graph.url, "timeout_seconds": 5},
+                              secrets={"page_access_token": TOKEN})
+    now = datetime.now(UTC)
+    graph.fake.customer_message("messenger", "psid-31", now)
+    body = json.dumps({"object": "page", "entry": [{"id": PAGE_ID, "time": int(now.timestamp() * 1000), "messaging": [
+        {"sender": {"id": "psid-31"}, "recipient": {"id": PAGE_ID}, "timestamp": int(now.timestamp() * 1000),
+         "message": {"mid": "m_e2e_1", "text": "Mijn bagage is niet aangekomen 🧳"}},
+        {"sender": {"id": "psid-31"}, "recipient": {"id": PAGE_ID}, "timestamp": int(now.timestamp() * 1000),
+         "read": {"watermark": int(now.timestamp() * 1000)}},
+    ]}]}).encode()
+    signed = "sha256=" + hmac.new(META_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    for _ in range(2):  # Meta re-delivers; the second copy changes nothing
+        response = client.post("/webhooks/meta/", data=body, content_type="application/json",
+                               headers={"X-Hub-Signature-256": signed})
+        assert response.status_code == 200
+        delivery_id = response.json()["delivery"]
+        assert wait_for(lambda d=delivery_id: settled(d), what="the worker to route it") == "processed"
+    (customer,) = Message.objects.filter(source=messenger)
+    assert (customer.text, customer.is_public, customer.conversation_id) == (
+        "Mijn bagage is niet aangekomen 🧳", False, "psid-31")
+    assert "read" in WebhookDelivery.objects.first().error  # the read receipt is said, not dropped
+
+    ticket = customer.ticket
+    ticket.assignee = anna
+    ticket.save(update_fields=["assignee"])
+    delivery = reply_create(ticket=ticket, author=anna, text="We zoeken het uit! 🙏")
+    wait_for(lambda: OutboundDelivery.objects.get(pk=delivery.pk).state == "sent", what="the reply to be sent")
+
+    (sent,) = graph.fake.requests_to("POST", "/messages")
+    assert sent.body["recipient"] == {"id": "psid-31"}
+    assert (sent.body["messaging_type"], sent.body["message"]["text"]) == ("RESPONSE", "We zoeken het uit! 🙏")
+    assert sent.param("appsecret_proof") == hmac.new(META_SECRET.encode(), TOKEN.encode(), hashlib.sha256).hexdigest()
