@@ -80,25 +80,68 @@ def _http_date(value: str) -> float | None:
 
 
 def error_text(response: httpx.Response) -> str:
-    """The platform's reason, as it wrote it (JSON ``error``/``message``/``detail`` or the body)."""
+    """``<status> <reason>`` as the platform wrote it, cut to :data:`ERROR_TEXT_LIMIT`.
+
+    Error bodies carry a short generic label (X's problem ``title``, an XRPC or OAuth
+    ``error`` code, Mastodon's ``error`` sentence) and a specific reason (X's
+    ``errors[].message``, XRPC ``message``, OAuth ``error_description``, Meta's
+    ``error.error_user_msg`` and ``error.message``). The result is ``<label>: <specific>``,
+    then a generic ``detail`` where it says more, so the reason the agent needs comes first
+    and survives the cut; what repeats something already said is left out:
+
+    * ``{"title": "Forbidden", "detail": "You attempted to reply …"}``
+      → ``403 Forbidden: You attempted to reply …``
+    * ``{"title": "Invalid Request", "detail": "One or more parameters …", "errors": [{"message": "m"}]}``
+      → ``400 Invalid Request: m; One or more parameters …``
+    * ``{"title": "Unauthorized", "detail": "Unauthorized"}`` → ``401 Unauthorized``
+    * ``{"error": "ExpiredToken", "message": "Token has expired"}``
+      → ``400 ExpiredToken: Token has expired``
+    * ``{"error": "invalid_grant", "error_description": "Token revoked"}``
+      → ``400 invalid_grant: Token revoked``
+    * ``{"error": "The access token is invalid"}`` → ``401 The access token is invalid``
+    * ``{"error": {"message": "Invalid parameter", "code": 100}}`` → ``400 Invalid parameter``
+
+    A body that is not JSON, or names none of these, is given as text.
+    """
+
+    def text(value: Any) -> str:
+        return value.strip() if isinstance(value, str) else ""
+
     try:
         body = response.json()
     except ValueError:
         body = None
+    reason = ""
     if isinstance(body, Mapping):
-        for key in ("error_description", "error", "message", "detail", "title"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                return f"{response.status_code} {value}"[:ERROR_TEXT_LIMIT]
-            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
-                return f"{response.status_code} {value['message']}"[:ERROR_TEXT_LIMIT]
+        labels = [text(body.get("title")), text(body.get("error"))]
+        specific: list[str] = []
         errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
-            first = errors[0].get("message") or errors[0].get("detail") or errors[0].get("title")
-            if isinstance(first, str):
-                return f"{response.status_code} {first}"[:ERROR_TEXT_LIMIT]
-    text = response.text.strip() or response.reason_phrase
-    return f"{response.status_code} {text}"[:ERROR_TEXT_LIMIT]
+        for error in errors if isinstance(errors, list) else ():
+            if isinstance(error, Mapping):
+                specific.append(
+                    text(error.get("message")) or text(error.get("detail")) or text(error.get("title"))
+                )
+        specific += [text(body.get("error_description")), text(body.get("message"))]
+        nested = body.get("error")
+        if isinstance(nested, Mapping):
+            specific += [text(nested.get("error_user_msg")), text(nested.get("message"))]
+        specific.append(text(body.get("detail")))
+        label: list[str] = []
+        rest: list[str] = []
+        for part, is_label in [*((p, True) for p in labels), *((p, False) for p in specific)]:
+            folded = part.casefold()
+            if not part or any(folded in kept.casefold() for kept in label + rest):
+                continue  # empty, or already said (X repeats its title as the detail)
+            # A reason that spells out its own code ("ExpiredToken: …") makes the label redundant.
+            label = [kept for kept in label if kept.casefold() not in folded]
+            (label if is_label else rest).append(part)
+        if label and rest:
+            reason = f"{': '.join(label)}: {'; '.join(rest)}"
+        else:
+            reason = ": ".join(label) or "; ".join(rest)
+    if not reason:
+        reason = response.text.strip() or response.reason_phrase
+    return f"{response.status_code} {reason}"[:ERROR_TEXT_LIMIT]
 
 
 class PlatformHTTP:

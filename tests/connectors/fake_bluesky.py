@@ -6,7 +6,12 @@ It speaks the documented wire format: ``/xrpc/<nsid>``, JSON bodies, XRPC errors
 newest first with an opaque ``cursor`` for the next (older) page, ``RateLimit-*``
 headers. Records live in the brand's repository by record key, so a second
 ``createRecord`` with the same ``rkey`` fails (with a 500, as today's PDS does, or a
-400 conflict: ``duplicate_rkey_status``).
+400 conflict: ``duplicate_rkey_status``). The brand's profile is the
+``app.bsky.actor.profile`` record ``self`` (``profile``): ``getRecord`` reads it,
+``putRecord`` writes it, compare-and-swap on ``swapRecord`` (a cid, or null for "there
+is none"; another value is 400 ``InvalidSwap``), a description over 256 graphemes is 400
+``InvalidRequest``. ``edit_profile_after_read`` changes the profile right after the next
+read of it, as the brand editing it in the app at that moment would.
 
 Failure injection: ``inject(nsid, ...)`` queues one answer for the next call of that
 endpoint: a status with body and headers, a delay (longer than the client's timeout →
@@ -35,6 +40,7 @@ BRAND_DID = "did:plc:brandbrandbrandbrand01"
 BRAND_HANDLE = "brand.bsky.social"
 APP_PASSWORD = "abcd-efgh-ijkl-mnop"
 _T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+PROFILE = "app.bsky.actor.profile"
 
 
 def iso(moment: datetime) -> str:
@@ -81,6 +87,8 @@ class FakeBluesky:
         self.refresh_refused = False
         self.app_password = APP_PASSWORD  # set another to revoke the brand's app password
         self.sessions_created = 0
+        self.profile: dict[str, Any] | None = None  # {"uri", "cid", "value"} of the brand's profile
+        self.edit_profile_after_read: dict[str, Any] | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -189,6 +197,12 @@ class FakeBluesky:
         }
         return self.posts[uri]
 
+    def set_profile(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The brand's ``app.bsky.actor.profile`` record, as the brand saved it."""
+        record = {"$type": PROFILE, **record}
+        self.profile = {"uri": f"at://{BRAND_DID}/{PROFILE}/self", "cid": cid_of(record), "value": record}
+        return self.profile
+
     # --- HTTP ---------------------------------------------------------------------
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -259,6 +273,7 @@ class FakeBluesky:
             "app.bsky.feed.searchPosts": self._search_posts,
             "com.atproto.repo.createRecord": self._create_record,
             "com.atproto.repo.getRecord": self._get_record,
+            "com.atproto.repo.putRecord": self._put_record,
         }.get(request.nsid)
         if handler is None:
             return 501, {"error": "MethodNotImplemented", "message": "Method Not Implemented"}, {}
@@ -419,6 +434,8 @@ class FakeBluesky:
 
     def _get_record(self, request: Request):
         query = {k: v[0] for k, v in request.query.items()}
+        if query.get("collection") == PROFILE:
+            return self._get_profile(query)
         entry = (
             self.repo.get(query.get("rkey", "")) if query.get("repo") in (BRAND_DID, BRAND_HANDLE) else None
         )
@@ -426,3 +443,35 @@ class FakeBluesky:
             uri = f"at://{query.get('repo')}/{query.get('collection')}/{query.get('rkey')}"
             return 400, {"error": "RecordNotFound", "message": f"Could not locate record: {uri}"}, {}
         return 200, entry, {}
+
+    def _get_profile(self, query: dict[str, str]):
+        mine = query.get("repo") in (BRAND_DID, BRAND_HANDLE) and query.get("rkey") == "self"
+        entry = self.profile if mine else None
+        if entry is None:
+            uri = f"at://{query.get('repo')}/{PROFILE}/{query.get('rkey')}"
+            return 400, {"error": "RecordNotFound", "message": f"Could not locate record: {uri}"}, {}
+        if self.edit_profile_after_read is not None:
+            edit, self.edit_profile_after_read = self.edit_profile_after_read, None
+            self.set_profile({**entry["value"], **edit})
+        return 200, entry, {}
+
+    def _put_record(self, request: Request):
+        body = request.body or {}
+        if body.get("repo") not in (BRAND_DID, BRAND_HANDLE):
+            return 401, {"error": "InvalidToken", "message": "Invalid did or handle for the session"}, {}
+        if body.get("collection") != PROFILE or body.get("rkey") != "self":
+            message = "the fake puts only the profile record self"
+            return 400, {"error": "InvalidRequest", "message": message}, {}
+        record = body.get("record")
+        if not isinstance(record, dict) or record.get("$type") != PROFILE:
+            message = f"Invalid {PROFILE} record: Record/$type must be {PROFILE}"
+            return 400, {"error": "InvalidRequest", "message": message}, {}
+        description = record.get("description", "")
+        if len(regex.findall(r"\X", description)) > 256 or len(description.encode()) > 2560:
+            message = f"Invalid {PROFILE} record: Record/description must not be longer than 256 graphemes"
+            return 400, {"error": "InvalidRequest", "message": message}, {}
+        current = self.profile["cid"] if self.profile is not None else None
+        if "swapRecord" in body and body["swapRecord"] != current:
+            return 400, {"error": "InvalidSwap", "message": f"Record was at {current or 'null'}"}, {}
+        entry = self.set_profile(record)
+        return 200, {"uri": entry["uri"], "cid": entry["cid"], "validationStatus": "valid"}, {}

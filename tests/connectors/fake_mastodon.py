@@ -9,16 +9,23 @@ api/guidelines#pagination, api/rate-limits):
 * ``GET /api/v1/statuses/:id/context`` (``ancestors`` oldest first, ``descendants``);
 * ``POST /api/v1/statuses`` (JSON or form body) with ``Idempotency-Key``: a repeated key
   returns the status made the first time; a missing ``in_reply_to_id`` status is 404;
-* ``GET /api/v1/accounts/verify_credentials``; ``GET /api/v1/timelines/tag/:hashtag``;
+  over 500 characters counted as Mastodon counts (``countable_length``) is 422;
+* ``GET /api/v1/accounts/verify_credentials`` (the brand with ``source``);
+  ``PATCH /api/v1/accounts/update_credentials`` (``note``, ``display_name``, ``locked``,
+  ``bot``; only what is given changes; a note over 500 is 422); ``GET /api/v1/timelines/tag/:hashtag``;
 * ``Authorization: Bearer`` checked on every call (401 ``The access token is invalid``);
 * ``X-RateLimit-Limit/Remaining/Reset`` (reset as ISO 8601) on every answer.
+
+Length (``StatusLengthValidator``, ``NoteLengthValidator``): grapheme clusters of the
+content warning plus the text, where every URL counts 23 (``URL_PLACEHOLDER``) and a
+remote mention ``@user@domain`` counts as ``@user``.
 
 Ids are strings of digits; they start at 99990 so a burst crosses from five to six digits,
 where comparing them as plain text would go wrong.
 
 Failure injection: ``fail(kind, path=..., method=..., times=...)`` queues a fault for the
-next matching requests (after ``skip`` of them): ``"429"`` (with reset header), ``"500"``, ``"503"``, ``"401"``,
-``"slow"`` (answers after ``slow_seconds``), ``"malformed"`` (200 with a broken JSON body) and
+next matching requests (after ``skip`` of them): ``"429"`` (with reset header), ``"500"``, ``"503"``,
+``"401"``, ``"slow"`` (answers after ``slow_seconds``), ``"malformed"`` (200 with a broken JSON body) and
 ``"post-then-slow"`` (the status is created, the answer comes too late).
 ``duplicate_boundary`` repeats the ``min_id`` item at the end of the next page, as a
 server with a shifting window would. Every request is recorded in ``requests``.
@@ -37,13 +44,34 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import regex
+
 TOKEN = "fake-mastodon-token"
 BRAND_ID = "1"
 MAX_LIMIT = 80
 REPLY_NOT_FOUND = "The status you are trying to reply to does not appear to exist."
+#: Mastodon's defaults: ``StatusLengthValidator::MAX_CHARS``, ``Account::NOTE_LENGTH_LIMIT``.
+MAX_CHARS = 500
+MAX_NOTE_LENGTH = 500
+URL_PLACEHOLDER = "x" * 23
+#: Links as Mastodon's extractor finds them: a scheme, then up to white space, without
+#: trailing punctuation.
+_COUNTED_URL = regex.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?')\]]", regex.IGNORECASE)
+#: ``Account::MENTION_RE``: ``@user`` optionally followed by ``@domain``.
+_COUNTED_MENTION = regex.compile(
+    r"(?<![=/\w])@([a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(?:@[\w.\-]+\w)?", regex.IGNORECASE
+)
 _URL = re.compile(r"https?://[^\s<]+")
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]+(?:@[A-Za-z0-9.\-]+)?)")
 _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
+
+
+def countable_length(text: str) -> int:
+    """A status's (or note's) length as Mastodon counts it: links 23, ``@user@domain`` as
+    ``@user``, then grapheme clusters."""
+    text = _COUNTED_URL.sub(URL_PLACEHOLDER, text)
+    text = _COUNTED_MENTION.sub(lambda match: f"@{match.group(1)}", text)
+    return len(regex.findall(r"\X", text))
 
 
 @dataclass
@@ -85,8 +113,22 @@ class FakeMastodon:
     next_id: int = 99_990
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    #: The brand's ``source`` (plain-text note and fields, as the owner typed them).
+    brand_source: dict[str, Any] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self.brand = self.account("skyblueair", account_id=BRAND_ID, display_name="SkyBlue Air")
+        fields = [{"name": "Web", "value": "https://skyblue.example"}]
+        self.brand.update(
+            note="<p>Flying since 1999</p>", fields=[{**f, "verified_at": None} for f in fields]
+        )
+        self.brand_source = {
+            "note": "Flying since 1999",
+            "fields": fields,
+            "privacy": "public",
+            "sensitive": False,
+            "language": "en",
+        }
 
     # --- test helpers -------------------------------------------------------------
 
@@ -265,8 +307,8 @@ class FakeMastodon:
             return 404, {"error": REPLY_NOT_FOUND}
         if not text.strip():
             return 422, {"error": "Validation failed: Text can't be blank"}
-        if len(text) > 500:
-            return 422, {"error": "Validation failed: Text character limit of 500 exceeded"}
+        if countable_length(str(body.get("spoiler_text") or "") + text) > MAX_CHARS:
+            return 422, {"error": f"Validation failed: Text character limit of {MAX_CHARS} exceeded"}
         visibility = body.get("visibility") or "public"
         if visibility not in ("public", "unlisted", "private", "direct"):
             return 422, {"error": f"Validation failed: Visibility '{visibility}' is not a valid visibility"}
@@ -275,6 +317,31 @@ class FakeMastodon:
         if key:
             self.idempotency[key] = status["id"]
         return 200, status
+
+    def credentials(self) -> dict[str, Any]:
+        """``CredentialAccount``: the brand's account and its ``source``."""
+        return {**self.brand, "source": dict(self.brand_source)}
+
+    def update_credentials(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """``PATCH /api/v1/accounts/update_credentials``: only the attributes given change."""
+        note = body.get("note")
+        if note is not None:
+            if not isinstance(note, str):
+                return 422, {"error": "Validation failed: Note is invalid"}
+            if countable_length(note) > MAX_NOTE_LENGTH:
+                reason = f"character limit of {MAX_NOTE_LENGTH} exceeded"
+                return 422, {
+                    "error": f"Validation failed: Note {reason}",
+                    "details": {"note": [{"error": "ERR_TOO_LONG", "description": reason}]},
+                }
+            self.brand_source["note"] = note
+            self.brand["note"] = render(note, self) if note else ""
+        if isinstance(body.get("display_name"), str):
+            self.brand["display_name"] = body["display_name"]
+        for flag in ("locked", "bot"):
+            if flag in body:
+                self.brand[flag] = body[flag] in (True, "true", "1")
+        return 200, self.credentials()
 
 
 def _iso(moment: datetime) -> str:
@@ -326,6 +393,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
 
     def _send(self, status: int, body: Any, *, headers: dict[str, str] | None = None, raw: bytes | None = None,
               remaining: int | None = None) -> None:
@@ -392,7 +462,10 @@ class _Handler(BaseHTTPRequestHandler):
             page, link = fake.list_notifications(query)
             return 200, page, {"Link": link} if link else {}
         if method == "GET" and path == "/api/v1/accounts/verify_credentials":
-            return 200, fake.brand, {}
+            return 200, fake.credentials(), {}
+        if method == "PATCH" and path == "/api/v1/accounts/update_credentials":
+            status, answer = fake.update_credentials(body or {})
+            return status, answer, {}
         match = re.fullmatch(r"/api/v1/statuses/([^/]+)/context", path)
         if method == "GET" and match:
             if match.group(1) not in fake.statuses:

@@ -19,6 +19,7 @@ from inbox.connectors.base import (
     RetryableError,
 )
 from inbox.connectors.bluesky import BlueskyConnector
+from inbox.connectors.bluesky import connector as bluesky_connector
 from inbox.connectors.bluesky.tid import is_tid
 from inbox.connectors.bluesky.xrpc import forget_sessions
 from inbox.connectors.registry import get_connector
@@ -26,7 +27,7 @@ from inbox.models import Message, OutboundDelivery, Source, Ticket
 from inbox.services.ingest import ingest_batch
 from inbox.services.polling import source_poll
 from inbox.services.replies import delivery_send, reply_create
-from tests.connectors.fake_bluesky import APP_PASSWORD, BRAND_DID, BRAND_HANDLE, FakeBluesky
+from tests.connectors.fake_bluesky import APP_PASSWORD, BRAND_DID, BRAND_HANDLE, PROFILE, FakeBluesky
 from tests.factories import AgentProfileFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
@@ -591,3 +592,108 @@ def test_keywords_must_be_a_list_of_words(bsky):
     bsky.config = {**bsky.config, "keywords": "acmeair"}
     with pytest.raises(PermanentError, match="keywords must be a list of non-empty strings"):
         BlueskyConnector(bsky).fetch(None)
+
+
+# --- Profile note ------------------------------------------------------------------------
+
+PUT = "com.atproto.repo.putRecord"
+AVATAR = {"$type": "blob", "ref": {"$link": "bafkreiavatar"}, "mimeType": "image/jpeg", "size": 12345}
+
+
+def test_the_profile_note_replaces_only_the_description(bsky, fake):
+    old = fake.set_profile(
+        {"displayName": "SkyBlue Air", "description": "Flying since 1999", "avatar": AVATAR}
+    )
+    with connector(bsky) as conn:
+        conn.update_profile_note("We answer within 12 minutes 🛫")
+
+    assert fake.profile["value"] == {
+        "$type": PROFILE,
+        "displayName": "SkyBlue Air",
+        "description": "We answer within 12 minutes 🛫",
+        "avatar": AVATAR,
+    }
+    [put] = fake.calls(PUT)
+    assert (put.body["repo"], put.body["collection"], put.body["rkey"]) == (BRAND_DID, PROFILE, "self")
+    assert put.body["swapRecord"] == old["cid"]
+
+
+def test_the_profile_record_is_created_when_the_account_has_none(bsky, fake):
+    connector(bsky).update_profile_note("We answer within 12 minutes")
+    assert fake.profile["value"] == {"$type": PROFILE, "description": "We answer within 12 minutes"}
+    [put] = fake.calls(PUT)
+    assert "swapRecord" in put.body and put.body["swapRecord"] is None  # "there must be none yet"
+
+
+def test_an_edit_made_between_reading_and_writing_the_profile_is_kept(bsky, fake):
+    fake.set_profile({"displayName": "SkyBlue Air", "description": "Flying since 1999"})
+    fake.edit_profile_after_read = {"displayName": "SkyBlue Airlines", "avatar": AVATAR}
+
+    connector(bsky).update_profile_note("We answer within 12 minutes")
+
+    assert fake.profile["value"] == {
+        "$type": PROFILE,
+        "displayName": "SkyBlue Airlines",
+        "avatar": AVATAR,
+        "description": "We answer within 12 minutes",
+    }
+    profile_calls = [r.nsid for r in fake.requests if r.nsid in (GET_RECORD, PUT)]
+    assert profile_calls == [GET_RECORD, PUT, GET_RECORD, PUT]
+
+
+def test_a_profile_that_keeps_changing_is_left_for_a_retry(bsky, fake):
+    fake.set_profile({"description": "Flying since 1999"})
+    for _ in range(3):
+        fake.inject(PUT, status=400, body={"error": "InvalidSwap", "message": "Record was at bafyreiother"})
+    with pytest.raises(RetryableError, match="profile changed while the note was written, 3 times"):
+        connector(bsky).update_profile_note("We answer within 12 minutes")
+    assert fake.profile["value"]["description"] == "Flying since 1999"
+
+
+def test_a_profile_note_over_256_graphemes_is_refused_before_writing(bsky, fake):
+    conn = connector(bsky)
+    conn.update_profile_note("👍🏽" * 256)  # 512 code points, 256 graphemes: fits
+    with pytest.raises(PermanentError, match="257 graphemes .* Bluesky allows 256 graphemes") as caught:
+        conn.update_profile_note("👍🏽" * 257)
+    assert not isinstance(caught.value, (AuthenticationFailed, RetryableError))
+    assert len(fake.calls(PUT)) == 1 and fake.profile["value"]["description"] == "👍🏽" * 256
+
+
+def test_the_pds_refusing_a_profile_note_keeps_its_reason(bsky, fake, monkeypatch):
+    # A PDS with a stricter rule than ours: its own reason reaches the agent.
+    monkeypatch.setattr(bluesky_connector, "MAX_DESCRIPTION_GRAPHEMES", 1000)
+    with pytest.raises(PermanentError) as caught:
+        connector(bsky).update_profile_note("x" * 257)
+    assert str(caught.value) == (
+        "400 InvalidRequest: Invalid app.bsky.actor.profile record: "
+        "Record/description must not be longer than 256 graphemes"
+    )
+    assert not isinstance(caught.value, AuthenticationFailed) and fake.profile is None
+
+
+def test_a_profile_note_with_a_revoked_app_password_is_an_authentication_failure(bsky, fake):
+    fake.app_password = "a-new-app-password"
+    with pytest.raises(AuthenticationFailed, match="Invalid identifier or password") as caught:
+        connector(bsky).update_profile_note("We answer within 12 minutes")
+    assert caught.value.response.status_code == 401
+    assert fake.calls(PUT) == [] and fake.profile is None
+
+
+# --- Lifecycle ---------------------------------------------------------------------------
+
+
+def test_close_closes_the_xrpc_client_and_can_be_called_twice(bsky, fake):
+    fake.customer_post("hello")
+    with connector(bsky) as conn:
+        assert len(conn.fetch(None).messages) == 1
+    conn.close()
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        conn.fetch(None)
+    assert len(fake.calls(LIST)) == 1
+
+
+def test_close_of_an_unused_connector_builds_nothing(bsky):
+    bsky.config = {}  # no service_url: a client could not even be configured
+    conn = BlueskyConnector(bsky)
+    conn.close()
+    assert "xrpc" not in conn.__dict__

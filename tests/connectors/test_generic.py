@@ -18,6 +18,7 @@ registry._registry()
 from inbox.connectors.base import InvalidWebhook, PermanentError, SignatureRefused  # noqa: E402
 from inbox.connectors.generic import GenericConnector  # noqa: E402
 from inbox.connectors.generic.signature import sign  # noqa: E402
+from inbox.connectors.http import PlatformHTTP  # noqa: E402
 from inbox.models import DeliveryAttempt, Message, OutboundDelivery, Ticket  # noqa: E402
 from inbox.services.ingest import ingest_batch  # noqa: E402
 from inbox.services.replies import delivery_send, reply_create  # noqa: E402
@@ -288,6 +289,31 @@ def test_receiver_4xx_fails_with_its_reason(receiver, question, agent):
     delivery.refresh_from_db()
     assert delivery.last_error == "422 parent conversation is closed"
     assert delivery.attempt_log.get().outcome == DeliveryAttempt.Outcome.PERMANENT
+
+
+@pytest.mark.parametrize("status", [201, 422])
+def test_each_reply_closes_the_http_client_it_made(
+    receiver, question, agent, generic_source, monkeypatch, status
+):
+    # The generic connector holds no client: send_reply makes one per reply and closes it,
+    # whether the receiver took the reply or refused it.
+    made = []
+    original = PlatformHTTP.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(PlatformHTTP, "__init__", remember)
+    receiver.status = status
+    delivery = reply(agent)
+    conn = connector(generic_source)
+    if status == 201:
+        conn.send_reply(delivery)
+    else:
+        with pytest.raises(PermanentError):
+            conn.send_reply(delivery)
+    assert len(made) == 1 and made[0]._client.is_closed
 
 
 def test_source_without_reply_url_takes_no_replies(receiver, question, agent, generic_source):

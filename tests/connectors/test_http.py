@@ -159,3 +159,72 @@ def test_error_text_is_cut_and_prefers_the_platforms_message():
     assert len(error_text(long)) == 500
     nested = httpx.Response(400, content=json.dumps({"error": {"message": "Invalid parameter"}}).encode())
     assert error_text(nested) == "400 Invalid parameter"
+
+
+def _answer(status: int, body: object) -> httpx.Response:
+    return httpx.Response(status, content=json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        # X problem JSON: the title labels, the detail is the reason.
+        (
+            403,
+            {"title": "Forbidden", "detail": "You attempted to reply to a Tweet that is deleted.",
+             "type": "about:blank", "status": 403},
+            "403 Forbidden: You attempted to reply to a Tweet that is deleted.",
+        ),
+        # X "Invalid Request": the parameter that was wrong comes before the generic detail.
+        (
+            400,
+            {"title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+             "errors": [
+                 {"parameters": {"max_results": ["3"]}, "message": "max_results [3] is not between 5 and 100"},
+                 {"message": "since_id [x] is not a number"},
+             ],
+             "type": "https://api.twitter.com/2/problems/invalid-request"},
+            "400 Invalid Request: max_results [3] is not between 5 and 100; since_id [x] is not a number; "
+            "One or more parameters to your request was invalid.",
+        ),
+        # X repeats its title as the detail: said once.
+        (401, {"title": "Unauthorized", "detail": "Unauthorized", "status": 401}, "401 Unauthorized"),
+        # XRPC: the code, then the message.
+        (400, {"error": "ExpiredToken", "message": "Token has expired"},
+         "400 ExpiredToken: Token has expired"),
+        # A message that repeats its code does not get it twice.
+        (400, {"error": "InvalidRequest", "message": "InvalidRequest: bad langs"},
+         "400 InvalidRequest: bad langs"),
+        # OAuth 2.0 token endpoint.
+        (400, {"error": "invalid_grant", "error_description": "The refresh token was revoked"},
+         "400 invalid_grant: The refresh token was revoked"),
+        # Mastodon: one sentence.
+        (422, {"error": "Validation failed: Text character limit of 500 exceeded"},
+         "422 Validation failed: Text character limit of 500 exceeded"),
+        # Meta Graph API: the nested message; the text meant for people first when there is one.
+        (400, {"error": {"message": "(#100) Invalid parameter", "type": "OAuthException", "code": 100}},
+         "400 (#100) Invalid parameter"),
+        (400, {"error": {"message": "(#100) Invalid parameter", "code": 100, "error_user_title": "Too long",
+                         "error_user_msg": "The comment is longer than 8000 characters"}},
+         "400 The comment is longer than 8000 characters; (#100) Invalid parameter"),
+        # JSON that names none of these, and no JSON at all: the body as it came.
+        (404, ["not", "an", "object"], '404 ["not", "an", "object"]'),
+        (409, {"status": 409}, '409 {"status": 409}'),
+    ],
+)
+def test_error_text_puts_the_specific_reason_first_and_keeps_what_the_generic_one_adds(
+    status, body, expected
+):
+    assert error_text(_answer(status, body)) == expected
+
+
+def test_error_text_of_a_body_that_is_not_json_or_empty():
+    page = httpx.Response(502, text="  <html>Bad gateway</html>\n")
+    assert error_text(page) == "502 <html>Bad gateway</html>"
+    assert error_text(httpx.Response(503)) == "503 Service Unavailable"
+
+
+def test_error_text_cut_keeps_the_specific_reason():
+    body = {"title": "Invalid Request", "detail": "d" * 600, "errors": [{"message": "text is missing"}]}
+    text = error_text(_answer(400, body))
+    assert len(text) == 500 and text.startswith("400 Invalid Request: text is missing; ddd")

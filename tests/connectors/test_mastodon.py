@@ -13,6 +13,7 @@ from inbox.connectors.base import (
     RateLimited,
     RetryableError,
 )
+from inbox.connectors.limits import replies_for
 from inbox.connectors.mastodon import MastodonConnector
 from inbox.connectors.mastodon.ids import id_key, is_newer, newest
 from inbox.connectors.mastodon.text import comparable, html_to_text
@@ -20,8 +21,15 @@ from inbox.connectors.registry import get_connector
 from inbox.models import DeliveryAttempt, Message, OutboundDelivery, Platform, Source, Ticket
 from inbox.services.ingest import ingest_batch
 from inbox.services.polling import source_poll
-from inbox.services.replies import delivery_send, reply_create
-from tests.connectors.fake_mastodon import BRAND_ID, REPLY_NOT_FOUND, TOKEN, FakeMastodonServer
+from inbox.services.replies import ReplyError, delivery_send, reply_create
+from tests.connectors.fake_mastodon import (
+    BRAND_ID,
+    REPLY_NOT_FOUND,
+    TOKEN,
+    FakeMastodonServer,
+    countable_length,
+    render,
+)
 from tests.factories import AgentProfileFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
@@ -501,6 +509,41 @@ def test_a_validation_error_is_visible_on_the_delivery(fake, mastodon, agent, re
     assert delivery.last_error == "422 Validation failed: Text character limit of 500 exceeded"
 
 
+def test_a_500_character_reply_with_a_long_link_is_taken_and_the_desk_counts_it_alike(
+    fake, mastodon, agent, redis_client
+):
+    _, ticket = ticket_for(fake, mastodon)
+    link = "https://skyblue.example/help/baggage/claims?" + "ref=SB12&" * 15
+    head = "@marit Your claim: "
+    text = f"{head}{'x' * (500 - len(head) - 1 - 23)} {link}"
+    assert len(text) > 600
+    # Mastodon (the fake) and the desk's composer both count the link as 23.
+    assert countable_length(text) == 500 == replies_for("mastodon").public.length(text)
+
+    delivery = reply_create(ticket=ticket, author=agent, text=text)
+    assert delivery_send(delivery_id=delivery.pk).state == "sent"
+    [post] = fake.brand_posts()
+    assert fake.calls("POST", "/api/v1/statuses")[0].body["status"] == text
+
+    longer = f"x{text}"
+    assert countable_length(longer) == 501 == replies_for("mastodon").public.length(longer)
+    with pytest.raises(ReplyError):
+        reply_create(ticket=ticket, author=agent, text=longer)
+    refused = (422, {"error": "Validation failed: Text character limit of 500 exceeded"})
+    assert fake.post_status({"status": longer}, "") == refused
+    assert fake.brand_posts() == [post]
+
+
+def test_the_fake_counts_a_remote_mention_as_its_user_part_and_graphemes_as_one(fake):
+    remote = "@jan@other.social " + "x" * (500 - len("@jan "))
+    assert countable_length(remote) == 500
+    assert fake.post_status({"status": remote}, "")[0] == 200
+    assert fake.post_status({"status": remote + "x"}, "")[0] == 422
+    # A family emoji is one character to Mastodon; a content warning counts too.
+    assert fake.post_status({"status": "👨‍👩‍👧" * 500}, "")[0] == 200
+    assert fake.post_status({"status": "x" * 499, "spoiler_text": "cw"}, "")[0] == 422
+
+
 def test_reply_send_errors_are_typed(fake, mastodon, agent, redis_client):
     _, ticket = ticket_for(fake, mastodon)
     delivery = reply_create(ticket=ticket, author=agent, text="We are on it")
@@ -524,6 +567,63 @@ def test_reply_send_errors_are_typed(fake, mastodon, agent, redis_client):
         connector(mastodon).send_reply(delivery)
     assert fake.brand_posts() == []
     assert uuid.UUID(fake.calls("POST", "/api/v1/statuses")[0].headers["Idempotency-Key"])
+
+
+# --- profile note ------------------------------------------------------------------------
+
+
+def test_the_profile_note_lands_and_nothing_else_on_the_profile_changes(fake, mastodon):
+    before = fake.credentials()
+    note = "We answer within 12 minutes, 8:00–22:00 🛫 Help: https://skyblue.example/help"
+    with connector(mastodon) as conn:
+        conn.update_profile_note(note)
+
+    after = fake.credentials()
+    assert after["source"]["note"] == note and after["note"] == render(note, fake)
+    assert {**after, "note": None, "source": None} == {**before, "note": None, "source": None}
+    assert {**after["source"], "note": None} == {**before["source"], "note": None}
+    [request] = fake.calls("PATCH", "/api/v1/accounts/update_credentials")
+    assert request.body == {"note": note}  # nothing else is sent, so nothing else is touched
+
+
+def test_a_profile_note_over_500_is_refused_with_mastodons_reason(fake, mastodon):
+    fits = f"{'x' * (500 - 24)} https://skyblue.example/help/{'a' * 100}"  # the link counts 23
+    conn = connector(mastodon)
+    conn.update_profile_note(fits)
+    assert fake.brand_source["note"] == fits
+
+    with pytest.raises(PermanentError) as caught:
+        conn.update_profile_note(f"x{fits}")
+    assert str(caught.value) == "422 Validation failed: Note character limit of 500 exceeded"
+    assert not isinstance(caught.value, (AuthenticationFailed, RetryableError))
+    assert fake.brand_source["note"] == fits
+
+
+def test_a_profile_note_with_a_refused_token_is_authentication_failed(fake, mastodon):
+    mastodon.secrets = {"access_token": "revoked"}
+    with pytest.raises(AuthenticationFailed, match="401 The access token is invalid"):
+        connector(mastodon).update_profile_note("We answer within 12 minutes")
+    assert fake.brand_source["note"] == "Flying since 1999"
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+def test_close_closes_the_http_client_and_can_be_called_twice(fake, mastodon):
+    fake.mention(text="hi")
+    with connector(mastodon) as conn:
+        assert len(conn.fetch(None).messages) == 1
+    conn.close()
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        conn.fetch(None)
+    assert len(fake.calls("GET", "/api/v1/notifications")) == 1
+
+
+def test_close_of_an_unused_connector_builds_nothing(mastodon):
+    mastodon.config = {}  # no instance_url: a client could not even be configured
+    conn = MastodonConnector(mastodon)
+    conn.close()
+    assert "http" not in conn.__dict__
 
 
 # --- hashtag tracking --------------------------------------------------------------------

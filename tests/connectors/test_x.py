@@ -7,6 +7,7 @@ import pytest
 from inbox.connectors import registry
 from inbox.connectors.base import (
     AuthenticationFailed,
+    NotSupported,
     PermanentError,
     RateLimited,
     RetryableError,
@@ -497,6 +498,43 @@ def test_rate_limited_reply_waits_for_the_reset(fake, x_source, question, agent)
     assert outcome.state == "queued" and outcome.retry_in >= 295
     assert delivery_send(delivery_id=delivery.pk).state == "sent"
     assert len(fake.brand_posts()) == 1
+
+
+def test_an_invalid_request_keeps_the_parameter_x_names_before_the_generic_detail(fake, x_source):
+    conn = connector(x_source)
+    with pytest.raises(PermanentError) as caught:
+        conn.http.json("GET", "/2/users/2001/mentions", params={"max_results": 3})
+    assert str(caught.value) == (
+        "400 Invalid Request: The `max_results` query parameter value [3] is not between 5 and 100; "
+        "One or more parameters to your request was invalid."
+    )
+    assert caught.value.response.status_code == 400
+
+
+# --- Profile and lifecycle ------------------------------------------------------------------
+
+
+def test_x_has_no_profile_note_the_desk_can_set(fake, x_source):
+    with pytest.raises(NotSupported, match="x has no profile note"):
+        XConnector(x_source).update_profile_note("We answer within 12 minutes")
+    assert fake.requests == []
+
+
+def test_close_closes_the_http_client_and_can_be_called_twice(fake, x_source):
+    mentions(fake, 1)
+    with XConnector(x_source) as conn:
+        assert len(conn.fetch(None).messages) == 1
+    conn.close()
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        conn.fetch(None)
+    assert len(fake.requests_to("GET", "/mentions")) == 1
+
+
+def test_close_of_an_unused_connector_builds_nothing(x_source):
+    x_source.secrets = {}  # a client could not even be configured
+    conn = XConnector(x_source)
+    conn.close()
+    assert "http" not in conn.__dict__
 
 
 # --- Through the poller ---------------------------------------------------------------------

@@ -14,6 +14,11 @@ Outbound: ``com.atproto.repo.createRecord`` of an ``app.bsky.feed.post`` with re
 (parent = the post answered, root = that post's thread root) and a record key derived
 from the delivery (``tid.tid_for``), so a second attempt cannot make a second post and
 ``find_sent`` is a ``com.atproto.repo.getRecord`` of that key.
+
+Profile: ``update_profile_note`` reads the ``app.bsky.actor.profile`` record ``self``,
+replaces only its ``description`` and writes it back with ``com.atproto.repo.putRecord``
+and ``swapRecord`` = the cid it read (null when there was none: create it), so an edit
+made in between (the brand changing its avatar in the app) is read again, not overwritten.
 """
 
 from __future__ import annotations
@@ -40,13 +45,20 @@ from inbox.connectors.base import (
     SendResult,
 )
 from inbox.connectors.bluesky.tid import tid_for
-from inbox.connectors.bluesky.xrpc import XrpcClient
+from inbox.connectors.bluesky.xrpc import XrpcClient, xrpc_error_code
 from inbox.connectors.registry import register
 
 if TYPE_CHECKING:
     from inbox.models import OutboundDelivery, Source
 
 POST_COLLECTION = "app.bsky.feed.post"
+PROFILE_COLLECTION = "app.bsky.actor.profile"
+PROFILE_RKEY = "self"
+#: ``app.bsky.actor.profile#description``: 256 graphemes, 2560 bytes of UTF-8.
+MAX_DESCRIPTION_GRAPHEMES = 256
+MAX_DESCRIPTION_BYTES = 2560
+#: Read-modify-write rounds before a profile that keeps changing is left for a retry.
+PROFILE_WRITE_ATTEMPTS = 3
 #: Notification reasons that are a customer talking to or about the brand.
 REASONS = ("mention", "reply", "quote")
 #: Bluesky's limit on a post's text, in graphemes.
@@ -267,6 +279,12 @@ class BlueskyConnector(Connector):
             transport=self._transport,
         )
 
+    def close(self) -> None:
+        # Only a client that was made: building one now would read the config for nothing.
+        xrpc = self.__dict__.get("xrpc")
+        if xrpc is not None:
+            xrpc.close()
+
     @property
     def brand_ids(self) -> frozenset[str]:
         """The brand's DIDs: ``Source.account_id`` and the logged-in account's."""
@@ -454,9 +472,8 @@ class BlueskyConnector(Connector):
                 "com.atproto.repo.getRecord",
                 params={"repo": self.xrpc.session.did, "collection": POST_COLLECTION, "rkey": rkey},
             )
-        except PermanentError:
-            error = self.xrpc.last_error()
-            if error is not None and error.code == "RecordNotFound":
+        except PermanentError as exc:
+            if xrpc_error_code(exc) == "RecordNotFound":
                 return None
             raise
         if not isinstance(body, Mapping) or not isinstance(body.get("uri"), str):
@@ -465,6 +482,67 @@ class BlueskyConnector(Connector):
             platform_id=body["uri"],
             raw={"uri": body["uri"], "cid": body.get("cid", ""), "rkey": rkey, "record": body.get("value")},
         )
+
+    # --- Profile ------------------------------------------------------------------
+
+    def update_profile_note(self, text: str) -> None:
+        length = len(_GRAPHEME.findall(text))
+        size = len(text.encode("utf-8"))
+        if length > MAX_DESCRIPTION_GRAPHEMES or size > MAX_DESCRIPTION_BYTES:
+            raise PermanentError(
+                f"the profile note is {length} graphemes ({size} bytes) long; Bluesky allows "
+                f"{MAX_DESCRIPTION_GRAPHEMES} graphemes and {MAX_DESCRIPTION_BYTES} bytes "
+                "in a profile description"
+            )
+        repo = self.xrpc.session.did
+        for _ in range(PROFILE_WRITE_ATTEMPTS):
+            record, cid = self._get_profile(repo)
+            record = {**(record or {}), "$type": PROFILE_COLLECTION, "description": text}
+            try:
+                # Not a ``write``: writing the same description again is harmless, so a lost
+                # answer is retried rather than left "unknown".
+                self.xrpc.call(
+                    "POST",
+                    "com.atproto.repo.putRecord",
+                    json={
+                        "repo": repo,
+                        "collection": PROFILE_COLLECTION,
+                        "rkey": PROFILE_RKEY,
+                        "record": record,
+                        # The cid read, or null ("there is none yet"): the PDS refuses the
+                        # write (InvalidSwap) if the profile changed since it was read.
+                        "swapRecord": cid,
+                    },
+                )
+            except PermanentError as exc:
+                if xrpc_error_code(exc) == "InvalidSwap":
+                    continue  # edited meanwhile: read it again, keep that edit
+                raise
+            return
+        raise RetryableError(
+            f"the Bluesky profile changed while the note was written, {PROFILE_WRITE_ATTEMPTS} times in a row"
+        )
+
+    def _get_profile(self, repo: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(the profile record, its cid), or (None, None) when the account has none yet."""
+        try:
+            body = self.xrpc.call(
+                "GET",
+                "com.atproto.repo.getRecord",
+                params={"repo": repo, "collection": PROFILE_COLLECTION, "rkey": PROFILE_RKEY},
+            )
+        except PermanentError as exc:
+            if xrpc_error_code(exc) == "RecordNotFound":
+                return None, None
+            raise
+        if (
+            not isinstance(body, Mapping)
+            or not isinstance(body.get("value"), Mapping)
+            or not isinstance(body.get("cid"), str)
+            or not body["cid"]
+        ):
+            raise RetryableError(f"getRecord of the profile has no value and cid: {str(body)[:200]!r}")
+        return dict(body["value"]), body["cid"]
 
     def _reply_refs(self, delivery: OutboundDelivery) -> tuple[dict[str, str], dict[str, str]]:
         """(parent, root) strong refs of the post answered, checked to still exist."""

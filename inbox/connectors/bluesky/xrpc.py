@@ -1,9 +1,9 @@
 """XRPC over :class:`PlatformHTTP`: the PDS session, token refresh, and XRPC error reasons.
 
 XRPC errors are JSON ``{"error": "<Code>", "message": "<text>"}``; the code decides what
-to do (``ExpiredToken``: refresh; ``RecordNotFound``: nothing there) and the message is
-what the agent needs to read. ``PlatformHTTP`` keeps only one of the two, so the
-transport below remembers both of the last failed answer.
+to do (``ExpiredToken``: refresh; ``RecordNotFound``: nothing there) and is read from the
+answer every error carries (``ConnectorError.response``, :func:`xrpc_error_code`); the
+error's text (``error_text``: ``"<status> <Code>: <message>"``) is what the agent reads.
 
 Sessions: ``com.atproto.server.createSession`` (identifier + app password) gives an
 access and a refresh token. The PDS answers 400 ``ExpiredToken`` once the access token
@@ -18,56 +18,34 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from inbox.connectors.base import AuthenticationFailed, ConnectorError, PermanentError, RetryableError
-from inbox.connectors.http import ERROR_TEXT_LIMIT, PlatformHTTP
+from inbox.connectors.http import PlatformHTTP, error_text
 
 #: XRPC error codes that mean "the access token is no good any more": refresh, then retry.
 _TOKEN_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
 
 
-@dataclass(frozen=True, slots=True)
-class XrpcError:
-    status: int
-    code: str
-    message: str
+def xrpc_error_code(exc: ConnectorError) -> str:
+    """The XRPC ``error`` code of the answer behind ``exc`` ("" when there is none)."""
+    response = exc.response
+    if response is None:
+        return ""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    code = body.get("error") if isinstance(body, Mapping) else None
+    return code if isinstance(code, str) else ""
 
-    def reason(self) -> str:
-        text = f"{self.status} {self.code}" if self.code else str(self.status)
-        if self.message:
-            text = f"{text}: {self.message}"
-        return text[:ERROR_TEXT_LIMIT]
 
-
-class _RememberErrors(httpx.BaseTransport):
-    """Passes requests on; keeps the XRPC error of the last non-2xx answer."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-        self.last_error: XrpcError | None = None
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        self.last_error = None
-        if response.status_code >= 400:
-            response.read()
-            code = message = ""
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            if isinstance(body, dict):
-                code = body.get("error") if isinstance(body.get("error"), str) else ""
-                message = body.get("message") if isinstance(body.get("message"), str) else ""
-            self.last_error = XrpcError(response.status_code, code, message)
-        return response
-
-    def close(self) -> None:
-        self.inner.close()
+def _reason(exc: ConnectorError) -> str:
+    return error_text(exc.response) if exc.response is not None else str(exc)
 
 
 @dataclass(slots=True)
@@ -103,12 +81,11 @@ class XrpcClient:
         session_key: Any,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._transport = _RememberErrors(transport or httpx.HTTPTransport())
         self._http = PlatformHTTP(
             service_url.rstrip("/"),
             reset_header="RateLimit-Reset",
             timeout=timeout,
-            transport=self._transport,
+            transport=transport,
         )
         self._identifier = identifier
         self._password = app_password
@@ -116,6 +93,7 @@ class XrpcClient:
         self._key = (session_key, service_url, identifier, digest)
 
     def close(self) -> None:
+        """Close the connection pool; later calls fail. Safe to call twice."""
         self._http.close()
 
     # --- Session ------------------------------------------------------------------
@@ -146,13 +124,14 @@ class XrpcClient:
                 json={"identifier": self._identifier, "password": self._password},
             )
         except PermanentError as exc:
-            error = self._transport.last_error
-            reason = error.reason() if error else str(exc)
+            reason = _reason(exc)
             # 401 AuthenticationRequired is a wrong password; 400 AccountTakedown and the
             # like also mean the brand must log in again with other credentials.
-            raise AuthenticationFailed(
+            refused = AuthenticationFailed(
                 f"Bluesky refused the app password for {self._identifier}: {reason}"
-            ) from exc
+            )
+            refused.response = exc.response
+            raise refused from exc
         return self._store(body)
 
     def _renew(self, stale: Session) -> Session:
@@ -191,24 +170,13 @@ class XrpcClient:
                     **kwargs,
                 )
             except PermanentError as exc:
-                error = self._transport.last_error
-                if (
-                    attempt == 0
-                    and error is not None
-                    and (error.code in _TOKEN_ERRORS or error.status == 401)
-                ):
+                status = exc.response.status_code if exc.response is not None else None
+                if attempt == 0 and (xrpc_error_code(exc) in _TOKEN_ERRORS or status == 401):
                     session = self._renew(session)
                     continue
-                raise _with_reason(exc, error) from exc
+                if isinstance(exc, AuthenticationFailed):
+                    refused = AuthenticationFailed(f"Bluesky refused the session token: {_reason(exc)}")
+                    refused.response = exc.response
+                    raise refused from exc
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def last_error(self) -> XrpcError | None:
-        return self._transport.last_error
-
-
-def _with_reason(exc: PermanentError, error: XrpcError | None) -> ConnectorError:
-    if error is None:
-        return exc
-    if isinstance(exc, AuthenticationFailed):
-        return AuthenticationFailed(f"Bluesky refused the session token: {error.reason()}")
-    return PermanentError(error.reason())

@@ -18,6 +18,9 @@ Outbound: ``POST /api/v1/statuses`` answering the customer's status, the custome
 @mentioned first, their visibility kept, and the delivery's idempotency key as
 ``Idempotency-Key`` (Mastodon returns the same status for a repeated key for about an
 hour). ``find_sent`` looks for the brand's reply among the parent's descendants.
+
+Profile: ``update_profile_note`` sets the account's bio (``note``) with
+``PATCH /api/v1/accounts/update_credentials``, leaving every other field as it is.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 NOTIFICATIONS = "/api/v1/notifications"
 STATUSES = "/api/v1/statuses"
 VERIFY_CREDENTIALS = "/api/v1/accounts/verify_credentials"
+UPDATE_CREDENTIALS = "/api/v1/accounts/update_credentials"
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 PUBLIC_REPLY_VISIBILITIES = ("public", "unlisted")
 #: Mastodon's maximum ``limit`` for notifications.
@@ -268,6 +272,12 @@ class MastodonConnector(Connector):
             reset_header="X-RateLimit-Reset",
             timeout=httpx.Timeout(config.timeout_seconds, connect=min(config.timeout_seconds, 5.0)),
         )
+
+    def close(self) -> None:
+        # Only a client that was made: building one now would read the config for nothing.
+        http = self.__dict__.get("http")
+        if http is not None:
+            http.close()
 
     # --- HTTP with Mastodon's rate-limit headers ------------------------------------
 
@@ -531,6 +541,16 @@ class MastodonConnector(Connector):
             if comparable(html_to_text(status.get("content") or "")) == wanted and _id(status.get("id")):
                 return SendResult(platform_id=_id(status.get("id")), raw=status)
         return None
+
+    # --- Profile ----------------------------------------------------------------------
+
+    def update_profile_note(self, text: str) -> None:
+        """Set the brand account's bio (``note``) with ``PATCH update_credentials``; the other
+        profile fields are not sent, so they stay as they are. The instance checks the length
+        (500 by default, links counting 23) and its refusal (422) is the PermanentError."""
+        # Not a ``write``: setting the same note twice is harmless, so a lost answer is
+        # simply retried rather than left "unknown".
+        self._call("PATCH", UPDATE_CREDENTIALS, json={"note": text})
 
     def find_sent(self, delivery: OutboundDelivery) -> SendResult | None:
         # Within about an hour a re-POST with the same Idempotency-Key (send_reply) returns

@@ -47,7 +47,6 @@ from inbox.connectors.base import (
 from inbox.connectors.http import PlatformHTTP
 from inbox.connectors.limits import Counting, reply_length
 from inbox.connectors.registry import register
-from inbox.connectors.x.http import XHTTP
 
 if TYPE_CHECKING:
     from inbox.models import OutboundDelivery, Source
@@ -231,13 +230,19 @@ class XConnector(Connector):
     def http(self) -> PlatformHTTP:
         config = self.config
         token = config.access_token
-        return XHTTP(
+        return PlatformHTTP(
             config.api_base,
             headers=lambda: {"Authorization": f"Bearer {token}", "User-Agent": "webcare-desk"},
             reset_header="x-rate-limit-reset",
             timeout=httpx.Timeout(config.timeout_seconds, connect=min(5.0, config.timeout_seconds)),
             transport=self._transport,
         )
+
+    def close(self) -> None:
+        # Only a client that was made: building one now would read the config for nothing.
+        http = self.__dict__.get("http")
+        if http is not None:
+            http.close()
 
     # --- Inbound ------------------------------------------------------------------
 
