@@ -240,3 +240,19 @@ def test_profile_note_needs_text_an_enabled_source_and_a_lead(lead_api, agent_ap
     response = lead_api.post(note_url(note_source), {"text": "hi"}, format="json")
     assert (response.status_code, response.json()["detail"]) == (409, "the source is disabled")
     assert _NoteConnector.notes == []
+
+
+def test_profile_note_through_the_api_lands_on_a_mastodon_instance(lead_api, default_queue):
+    from tests.connectors.fake_mastodon import BRAND_ID, TOKEN, FakeMastodonServer
+
+    with FakeMastodonServer() as fake:
+        source = SourceFactory(name="mastodon", platform="mastodon", account_id=BRAND_ID,
+                               default_queue=default_queue, config={"instance_url": fake.url},
+                               secrets={"access_token": TOKEN})
+        ok = lead_api.post(note_url(source), {"text": "We answer within 12 minutes 🛫"}, format="json")
+        too_long = lead_api.post(note_url(source), {"text": "x" * 501}, format="json")
+
+        assert ok.status_code == 200
+        assert fake.brand_source["note"] == "We answer within 12 minutes 🛫"
+        assert too_long.status_code == 502
+        assert too_long.json()["detail"] == "422 Validation failed: Note character limit of 500 exceeded"
