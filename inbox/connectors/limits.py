@@ -64,6 +64,8 @@ class PlatformReplies:
     platform: str
     public: ReplyLimit | None
     private: ReplyLimit | None
+    #: The connector starts every reply with ``@author`` (Mastodon), which the platform counts.
+    mentions_author: bool = False
 
     def limit_for(self, *, is_public: bool) -> ReplyLimit | None:
         return self.public if is_public else self.private
@@ -92,6 +94,7 @@ PLATFORM_REPLIES: dict[str, PlatformReplies] = {
         "mastodon",
         public=ReplyLimit(500, Counting.CODE_POINTS, url_length=23),
         private=ReplyLimit(500, Counting.CODE_POINTS, url_length=23),
+        mentions_author=True,
     ),
     "facebook": PlatformReplies("facebook", public=ReplyLimit(8_000), private=ReplyLimit(2_000)),
     "instagram": PlatformReplies("instagram", public=ReplyLimit(2_200), private=ReplyLimit(1_000)),
@@ -109,6 +112,19 @@ def replies_for(platform: str) -> PlatformReplies:
     if known is not None:
         return known
     return PlatformReplies(platform, public=_UNLIMITED, private=_UNLIMITED)
+
+
+def mention_length(platform: str, handle: str, text: str = "") -> int:
+    """Characters the connector adds in front of a reply to ``handle`` (``@user ``), as the
+    platform counts them: Mastodon counts ``@user@domain`` as ``@user``. 0 when the platform
+    adds nothing, or ``text`` already starts with the mention."""
+    handle = handle.lstrip("@")
+    if not replies_for(platform).mentions_author or not handle:
+        return 0
+    first_word = text.split(maxsplit=1)[0].lower() if text.strip() else ""
+    if first_word == f"@{handle.lower()}":
+        return 0
+    return len(handle.split("@", 1)[0]) + 2
 
 
 def reply_length(text: str, *, counting: Counting, url_length: int | None = None) -> int:

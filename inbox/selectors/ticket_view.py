@@ -15,7 +15,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from inbox.connectors.limits import ReplyLimit, ReplyWindow, WindowState, replies_for
+from inbox.connectors.limits import ReplyLimit, ReplyWindow, WindowState, mention_length, replies_for
 from inbox.models import (
     AgentProfile,
     Contact,
@@ -92,6 +92,13 @@ class ReplyChoice:
     window: ReplyWindow = ReplyWindow(WindowState.NONE)
     #: The window in words for the agent ("" when none applies).
     window_notice: str = ""
+    #: Characters the connector adds in front (Mastodon's ``@author ``), out of the limit.
+    reserved: int = 0
+
+    @property
+    def max_length(self) -> int | None:
+        """What the agent may type: the platform's limit less what the connector adds."""
+        return None if self.limit.max_length is None else self.limit.max_length - self.reserved
 
     @property
     def value(self) -> str:
@@ -121,16 +128,19 @@ def composer_options(*, ticket: Ticket, messages: list[Message] | None = None) -
             Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
             .exclude(external_id=None)
             .order_by("created_at", "pk")
-            .only("id", "is_public", "created_at", "source_id", "ticket_id", "conversation_id")
+            .select_related("author_contact")
+            .only("id", "is_public", "created_at", "source_id", "ticket_id", "conversation_id",
+                  "author_contact__handle")
         )
     else:
         inbound = [
             m for m in messages if m.direction == Message.Direction.INBOUND and m.external_id is not None
         ]
     newest = max(inbound, key=lambda m: (m.created_at, m.pk)) if inbound else None
-    newest_private = max(
-        (m for m in inbound if not m.is_public), key=lambda m: (m.created_at, m.pk), default=None
-    )
+    newest_of_kind = {
+        kind: max((m for m in inbound if m.is_public == kind), key=lambda m: (m.created_at, m.pk), default=None)
+        for kind in (True, False)
+    }
     default_public = newest.is_public if newest is not None else not ticket.is_private
     public_possible = any(m.is_public for m in inbound) if inbound else not ticket.is_private
     choices = []
@@ -139,12 +149,17 @@ def composer_options(*, ticket: Ticket, messages: list[Message] | None = None) -
         if limit is None or (is_public and not public_possible):
             continue
         window, notice = ReplyWindow(WindowState.NONE), ""
-        answering = newest_private or newest
+        # As reply_create does: the newest message of this kind, else the newest one (a
+        # private reply to a comment answers the comment).
+        answering = newest_of_kind[is_public] or newest
         if not is_public and answering is not None:
-            # As reply_create does: the newest private message, else the newest one (a comment).
             window = window_for_reply(platform=platform, is_public=False, answering=answering, now=timezone.now())
             notice = describe_window(platform, window, answering_is_public=answering.is_public)
-        choices.append(ReplyChoice(is_public=is_public, limit=limit, window=window, window_notice=notice))
+        reserved = 0
+        if rules.mentions_author and answering is not None and answering.author_contact_id:
+            reserved = mention_length(platform, answering.author_contact.handle)
+        choices.append(ReplyChoice(is_public=is_public, limit=limit, window=window, window_notice=notice,
+                                   reserved=reserved))
     return ComposerOptions(platform=platform, platform_label=platform_label(platform), choices=tuple(choices))
 
 

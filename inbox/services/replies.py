@@ -35,7 +35,7 @@ from inbox.connectors.base import (
     RetryableError,
     SendResult,
 )
-from inbox.connectors.limits import replies_for
+from inbox.connectors.limits import mention_length, replies_for
 from inbox.connectors.registry import get_connector
 from inbox.models import (
     DeliveryAttempt,
@@ -240,7 +240,8 @@ def _check_platform_rules(ticket: Ticket, *, text: str, is_public: bool, answeri
             describe_window(platform, window, answering_is_public=bool(answering and answering.is_public))
         )
     if limit.max_length is not None:
-        length = limit.length(text)
+        handle = answering.author_contact.handle if answering is not None and answering.author_contact_id else ""
+        length = limit.length(text) + mention_length(platform, handle, text)
         if length > limit.max_length:
             raise ReplyError(
                 _("This reply is %(length)d characters long; %(platform)s allows %(limit)d.")

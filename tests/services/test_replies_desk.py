@@ -223,11 +223,12 @@ def test_reply_template_is_stored_and_counted(ticket, anna):
         ),
         # Bluesky counts graphemes: a family emoji is one (five code points).
         ("bluesky", "👨‍👩‍👧" * 300, "👨‍👩‍👧" * 301, "This reply is 301 characters long; Bluesky allows 300."),
-        ("mastodon", "é" * 500, "é" * 501, "This reply is 501 characters long; Mastodon allows 500."),
+        # Mastodon replies start with the customer's mention; typed here, so it is not added again.
+        ("mastodon", "@cust1 " + "é" * 493, "@cust1 " + "é" * 494, "This reply is 501 characters long; Mastodon allows 500."),
         (
             "mastodon",
-            "a" * 476 + " https://example.org/" + "x" * 300,
-            "a" * 477 + " https://example.org/" + "x" * 300,
+            "@cust1 " + "a" * 469 + " https://example.org/" + "x" * 300,
+            "@cust1 " + "a" * 470 + " https://example.org/" + "x" * 300,
             "This reply is 501 characters long; Mastodon allows 500.",
         ),
         (
@@ -454,3 +455,22 @@ def test_too_long_tag_is_refused(ticket, anna):
     with pytest.raises(TicketChangeError, match="A tag is at most 60 characters long"):
         ticket_change_tags(ticket=ticket, add=["x" * 61], actor=anna)
     assert not Tag.objects.exists()
+
+
+def test_mastodon_counts_the_mention_the_connector_adds(default_queue, anna):
+    from inbox.selectors.ticket_view import composer_options
+
+    brand = SourceFactory(name="brand-mastodon-mention", platform="mastodon", default_queue=default_queue)
+    ingest_batch(source=brand, messages=[inbound("toot-1", author="9", handle="reiziger@social.example",
+                                                 text="Waar is mijn koffer?")])
+    ticket = Ticket.objects.select_related("source").get(source=brand)
+    # "@reiziger " goes in front: Mastodon counts the remote mention as "@reiziger", 10 with the space.
+    public, private = composer_options(ticket=ticket).choices
+    assert (public.is_public, public.reserved, public.max_length) == (True, 10, 490)
+    assert (private.reserved, private.max_length) == (10, 490)
+
+    with pytest.raises(ReplyError, match="This reply is 501 characters long; Mastodon allows 500."):
+        reply_create(ticket=ticket, author=anna, text="x" * 491)
+    assert reply_create(ticket=ticket, author=anna, text="x" * 490).state == "queued"
+    # Typed by the agent, the mention is not added twice.
+    assert reply_create(ticket=ticket, author=anna, text="@reiziger@social.example " + "y" * 474).state == "queued"
