@@ -122,7 +122,7 @@ def new_page(
         assert problems == [], problems
 
 
-def _wait_for_disconnects(user_ids: list[int], timeout: float = 15.0) -> None:
+def _wait_for_disconnects(user_ids: list[int], timeout: float = 30.0) -> None:
     """Until the server has handled every closed socket of these users.
 
     Closing a socket makes the server write presence and collision state; the test's
@@ -144,7 +144,13 @@ def _wait_for_disconnects(user_ids: list[int], timeout: float = 15.0) -> None:
 
     while not settled():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"desk sockets of users {user_ids} still open {timeout}s after their pages closed")
+            left = {pk: [m.decode() for m in client.zrange(_conns_key(pk), 0, -1)] for pk in user_ids}
+            presence = off_loop(lambda: dict(AgentProfile.objects.filter(user_id__in=user_ids)
+                                             .values_list("user_id", "presence")))
+            raise TimeoutError(
+                f"desk sockets of users {user_ids} still open {timeout}s after their pages closed: "
+                f"connections left in Redis {left}, presence {presence}"
+            )
         time.sleep(0.05)
 
 

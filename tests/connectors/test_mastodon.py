@@ -22,6 +22,7 @@ from inbox.models import DeliveryAttempt, Message, OutboundDelivery, Platform, S
 from inbox.services.ingest import ingest_batch
 from inbox.services.polling import source_poll
 from inbox.services.replies import ReplyError, delivery_send, reply_create
+from tests.connectors import fake_mastodon
 from tests.connectors.fake_mastodon import (
     BRAND_ID,
     REPLY_NOT_FOUND,
@@ -501,12 +502,24 @@ def test_a_deleted_parent_fails_the_delivery_with_the_platforms_reason(fake, mas
     assert fake.brand_posts() == []
 
 
-def test_a_validation_error_is_visible_on_the_delivery(fake, mastodon, agent, redis_client):
+def test_the_desk_counts_the_mention_the_connector_adds(fake, mastodon, agent, redis_client):
     _, ticket = ticket_for(fake, mastodon, acct="a" * 30)
-    delivery = reply_create(ticket=ticket, author=agent, text="x" * 480)  # the mention pushes it over 500
+    # "@aaa…a " (32) goes in front: 468 typed characters fill 500, 469 would not.
+    with pytest.raises(ReplyError, match="501"):
+        reply_create(ticket=ticket, author=agent, text="x" * 469)
+    delivery = reply_create(ticket=ticket, author=agent, text="x" * 468)
+    assert delivery_send(delivery_id=delivery.pk).state == "sent"
+    assert countable_length(fake.calls("POST", "/api/v1/statuses")[0].body["status"]) == 500
+
+
+def test_a_validation_error_is_visible_on_the_delivery(fake, mastodon, agent, redis_client, monkeypatch):
+    # An instance with a lower limit than the 500 the desk assumes refuses what the desk let through.
+    monkeypatch.setattr(fake_mastodon, "MAX_CHARS", 400)
+    _, ticket = ticket_for(fake, mastodon, acct="a" * 30)
+    delivery = reply_create(ticket=ticket, author=agent, text="x" * 450)
     assert delivery_send(delivery_id=delivery.pk).state == "failed"
     delivery.refresh_from_db()
-    assert delivery.last_error == "422 Validation failed: Text character limit of 500 exceeded"
+    assert delivery.last_error == "422 Validation failed: Text character limit of 400 exceeded"
 
 
 def test_a_500_character_reply_with_a_long_link_is_taken_and_the_desk_counts_it_alike(
