@@ -116,6 +116,17 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    # A request through the test client activates the agent's language in this thread and
+    # nothing deactivates it: without this, a Dutch agent's request makes later tests Dutch.
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_sla_config():
     # Test transactions roll back and never commit, so the per-process SLA cache is
     # never told to reload: start every test from the database.
