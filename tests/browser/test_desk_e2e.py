@@ -240,6 +240,7 @@ def test_messenger_windows_are_shown_and_a_closed_one_cannot_be_sent_into(new_pa
     page = new_page(anna)
 
     page.goto(f"/desk/tickets/{ticket_of('old-1').pk}/")
+    live(page)  # the page's scripts run: typing now updates the Send button
     notice = page.locator('[data-window-for="private"]')
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("closed until they write again")
@@ -251,6 +252,7 @@ def test_messenger_windows_are_shown_and_a_closed_one_cannot_be_sent_into(new_pa
     expect(page.locator("button[data-send]")).to_be_enabled()
 
     page.goto(f"/desk/tickets/{ticket_of('late-1').pk}/")
+    live(page)
     expect(page.locator('[data-window-for="private"]')).to_contain_text("Human Agent tag")
     page.locator("textarea[data-composer]").fill("Sorry voor het wachten")
     expect(page.locator("button[data-send]")).to_be_enabled()
