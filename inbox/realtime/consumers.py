@@ -166,16 +166,18 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        # Presence first: whatever the cleanup below meets (a slow channel layer, a Redis
+        # hiccup), the agent must not stay "online" after their last tab closed.
         try:
+            if getattr(self, "user_id", None) is not None:
+                await self._presence(presence_disconnect)
+        finally:
             for task in getattr(self, "typing_expiry", {}).values():
                 task.cancel()
             for ticket_id in list(getattr(self, "watching", {})):
                 await self._unwatch(ticket_id)
             for name in getattr(self, "joined", []):
                 await self.channel_layer.group_discard(name, self.channel_name)
-        finally:
-            if getattr(self, "user_id", None) is not None:
-                await self._presence(presence_disconnect)
 
     # --- Frames from the browser ------------------------------------------------------------
 
