@@ -76,19 +76,13 @@ class PlatformReplies:
 
 _UNLIMITED = ReplyLimit(max_length=None)
 
-#: Known platforms. Private replies are direct messages (X, Bluesky chat, Instagram),
-#: Messenger private replies (Facebook) or direct-visibility posts (Mastodon).
+#: Known platforms. Private replies are direct messages (Instagram, Messenger), private replies
+#: to comments (Facebook, Instagram) or direct-visibility posts (Mastodon).
 PLATFORM_REPLIES: dict[str, PlatformReplies] = {
-    "x": PlatformReplies(
-        "x",
-        public=ReplyLimit(280, Counting.X, url_length=23),
-        private=ReplyLimit(10_000, Counting.CODE_POINTS),
-    ),
-    "bluesky": PlatformReplies(
-        "bluesky",
-        public=ReplyLimit(300, Counting.GRAPHEMES),
-        private=ReplyLimit(1_000, Counting.GRAPHEMES),
-    ),
+    # X direct messages (10,000) and Bluesky chat (1,000 graphemes) exist, but their
+    # connectors ingest and send public posts only: offering a private reply would only fail.
+    "x": PlatformReplies("x", public=ReplyLimit(280, Counting.X, url_length=23), private=None),
+    "bluesky": PlatformReplies("bluesky", public=ReplyLimit(300, Counting.GRAPHEMES), private=None),
     # 500 is Mastodon's default; an instance allowing more is still held to 500 here.
     "mastodon": PlatformReplies(
         "mastodon",

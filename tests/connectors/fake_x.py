@@ -55,7 +55,7 @@ class Request:
 
 @dataclass
 class Failure:
-    kind: str  # "429", "500", "503", "slow", "401", "malformed", "post-then-slow"
+    kind: str  # "429", "500", "503", "slow", "401", "unsupported-authentication", "malformed", "post-then-slow"
     method: str = ""
     path_contains: str = ""
     reset_in: int = 60
@@ -252,6 +252,14 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if kind == "401":
             return self._problem(401, "Unauthorized", "Unauthorized")
+        if kind == "unsupported-authentication":
+            # An app-only bearer token where a user context is required (X's problem type).
+            return self._problem(
+                403, "Unsupported Authentication",
+                "Authenticating with OAuth 2.0 Application-Only is forbidden for this endpoint.  "
+                "Supported authentication types are [OAuth 1.0a User Context, OAuth 2.0 User Context].",
+                "https://api.twitter.com/2/problems/unsupported-authentication",
+            )
         if kind == "malformed":
             return self._send(200, raw=b'{"data": [{"id": "1", "text": "trunc')
         if kind == "slow":

@@ -469,8 +469,10 @@ def test_deleted_parent_fails_permanently_with_the_platforms_reason(fake, x_sour
 
 def test_conversation_closed_to_replies_keeps_the_detail(fake, x_source, question, agent):
     fake.reply_restricted.add(question["id"])
-    with pytest.raises(PermanentError, match="Reply to this conversation is not allowed because"):
+    with pytest.raises(PermanentError, match="Reply to this conversation is not allowed because") as caught:
         XConnector(x_source).send_reply(reply(agent))
+    # A 403 about this post, not about the credentials: the source keeps working.
+    assert not isinstance(caught.value, AuthenticationFailed)
 
 
 def test_over_long_reply_is_refused_before_posting(fake, x_source, question, agent):
@@ -575,3 +577,16 @@ def test_poller_marks_the_source_for_reauthorization_on_a_refused_token(fake, x_
     assert source_poll(source_id=x_source.pk).status == "reauth"
     x_source.refresh_from_db()
     assert x_source.needs_reauth is True and "revoked-token" not in x_source.last_error
+
+
+def test_an_app_only_token_is_an_authentication_failure_not_a_refused_post(fake, x_source, question, agent):
+    fake.fail("unsupported-authentication", method="POST")
+    delivery = reply(agent)
+
+    assert delivery_send(delivery_id=delivery.pk).state == "failed"
+
+    x_source.refresh_from_db()
+    assert x_source.needs_reauth is True
+    delivery.refresh_from_db()
+    assert delivery.last_error.startswith("authentication failed: credentials refused: 403 Unsupported Authentication")
+

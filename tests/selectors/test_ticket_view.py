@@ -104,9 +104,10 @@ def test_messages_carry_the_escalation_team_of_notes(source, anna):
 @pytest.mark.parametrize(
     ("platform", "public", "expected"),
     [
-        ("x", True, [("public", 280, "x"), ("private", 10_000, "code_points")]),
-        ("x", False, [("private", 10_000, "code_points")]),
-        ("bluesky", True, [("public", 300, "graphemes"), ("private", 1_000, "graphemes")]),
+        # X and Bluesky connectors post publicly only: no private reply is offered.
+        ("x", True, [("public", 280, "x")]),
+        ("x", False, []),
+        ("bluesky", True, [("public", 300, "graphemes")]),
         ("mastodon", True, [("public", 500, "code_points"), ("private", 500, "code_points")]),
         ("messenger", False, [("private", 2_000, "code_points")]),
         ("generic", True, [("public", None, "code_points"), ("private", None, "code_points")]),
@@ -122,7 +123,7 @@ def test_composer_offers_what_platform_and_conversation_allow(default_queue, pla
 
 
 def test_composer_default_follows_the_customers_last_message(default_queue):
-    brand = SourceFactory(name="x", platform="x", default_queue=default_queue)
+    brand = SourceFactory(name="mastodon", platform="mastodon", default_queue=default_queue)
     ticket = ticket_of(brand, "m1", author="kim", conversation="", minutes=1)
     ingest_batch(source=brand, messages=[inbound("m2", author="kim", public=False, reply_to="m1", minutes=2)])
     assert Message.objects.get(external_id="m2").ticket_id == ticket.pk

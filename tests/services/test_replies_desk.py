@@ -262,7 +262,7 @@ def test_messenger_takes_no_public_reply(default_queue, anna):
 
 
 def test_public_reply_to_a_private_conversation_is_refused(default_queue, anna):
-    ticket = ticket_on("x", default_queue, public=False)
+    ticket = ticket_on("mastodon", default_queue, public=False)
 
     with pytest.raises(
         ReplyError, match="This conversation is private: there is no public message to reply to."
@@ -270,8 +270,17 @@ def test_public_reply_to_a_private_conversation_is_refused(default_queue, anna):
         reply_create(ticket=ticket, author=anna, text="Hi", is_public=True)
     assert not Message.objects.filter(direction="out").exists()
 
-    # Private on X is a direct message: its limit is 10,000, not 280.
-    assert reply_create(ticket=ticket, author=anna, text="a" * 300).message.is_public is False
+    # Private on Mastodon is a direct-visibility post.
+    assert reply_create(ticket=ticket, author=anna, text="Hi").message.is_public is False
+
+
+@pytest.mark.parametrize("platform", ["x", "bluesky"])
+def test_no_private_reply_where_the_connector_cannot_send_one(default_queue, anna, platform):
+    ticket = ticket_on(platform, default_queue)
+
+    with pytest.raises(ReplyError, match="does not take private replies: send a public reply."):
+        reply_create(ticket=ticket, author=anna, text="Hi", is_public=False)
+    assert not Message.objects.filter(direction="out").exists()
 
 
 def test_private_reply_to_a_public_message_answers_that_message(default_queue, anna):

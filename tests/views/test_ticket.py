@@ -416,7 +416,9 @@ def test_composer_carries_the_platform_limit(default_queue, agent_client):
         (i["value"], i["data-max-length"], i["data-counting"], i["data-url-length"], i.has_attr("checked"))
         for i in page.select("input[data-visibility]")
     ]
-    assert choices == [("public", "280", "x", "23", True), ("private", "10000", "code_points", "", False)]
+    # One way to reply (X takes public replies only): a hidden input, no choice shown.
+    assert choices == [("public", "280", "x", "23", False)]
+    assert page.select_one("input[data-visibility]")["type"] == "hidden"
     assert page.select_one("textarea[data-composer]")["data-platform"] == "X"
 
 

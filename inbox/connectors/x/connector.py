@@ -36,6 +36,7 @@ from inbox.connectors.base import (
     AuthenticationFailed,
     AuthorIdentity,
     Connector,
+    ConnectorError,
     FetchResult,
     InboundMessage,
     OutcomeUnknown,
@@ -44,7 +45,7 @@ from inbox.connectors.base import (
     RetryableError,
     SendResult,
 )
-from inbox.connectors.http import PlatformHTTP
+from inbox.connectors.http import PlatformHTTP, error_text
 from inbox.connectors.limits import Counting, reply_length
 from inbox.connectors.registry import register
 
@@ -236,6 +237,7 @@ class XConnector(Connector):
             reset_header="x-rate-limit-reset",
             timeout=httpx.Timeout(config.timeout_seconds, connect=min(5.0, config.timeout_seconds)),
             transport=self._transport,
+            classify=_classify,
         )
 
     def close(self) -> None:
@@ -430,3 +432,23 @@ def _page_parts(body: Any) -> tuple[list[Any], dict[str, Mapping[str, Any]], Map
         if isinstance(user, Mapping) and isinstance(user.get("id"), str)
     }
     return data, by_id, meta
+
+
+#: X problem types that mean the credentials cannot do this at all: a new token is needed.
+_CREDENTIAL_PROBLEMS = ("unsupported-authentication", "client-not-enrolled")
+
+
+def _classify(response: httpx.Response, write: bool) -> ConnectorError | None:
+    """X answers 403 with a problem type when the token is of the wrong kind (app-only where a
+    user context is needed) or the app is not enrolled: that is a re-authorization, not a
+    refusal of this one post."""
+    if response.status_code != 403:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    problem = body.get("type") if isinstance(body, dict) else None
+    if isinstance(problem, str) and problem.rstrip("/").rsplit("/", 1)[-1] in _CREDENTIAL_PROBLEMS:
+        return AuthenticationFailed(f"credentials refused: {error_text(response)}")
+    return None
