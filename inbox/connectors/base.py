@@ -9,6 +9,7 @@ objects (anything it cannot parse becomes a :class:`RejectedItem`), and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,6 +119,18 @@ class NotSupported(PermanentError):
 class InvalidWebhook(PermanentError):
     """A whole webhook delivery cannot be read (not JSON, unknown object or event type).
     Nothing of it is ingested; the delivery is kept, rejected, with this reason."""
+
+
+def webhook_json(body: bytes) -> Any:
+    """The JSON value of a webhook body; :class:`InvalidWebhook` when it is not UTF-8 JSON."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidWebhook(f"body is not UTF-8: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidWebhook(f"body is not valid JSON: {exc}") from None
 
 
 class SignatureRefused(PermanentError):

@@ -240,8 +240,9 @@ def _check_platform_rules(ticket: Ticket, *, text: str, is_public: bool, answeri
             describe_window(platform, window, answering_is_public=bool(answering and answering.is_public))
         )
     if limit.max_length is not None:
-        handle = answering.author_contact.handle if answering is not None and answering.author_contact_id else ""
-        length = limit.length(text) + mention_length(platform, handle, text)
+        length = limit.length(text)
+        if rules.mentions_author and answering is not None and answering.author_contact_id:
+            length += mention_length(platform, answering.author_contact.handle, text)
         if length > limit.max_length:
             raise ReplyError(
                 _("This reply is %(length)d characters long; %(platform)s allows %(limit)d.")

@@ -34,6 +34,7 @@ from inbox.connectors.base import (
     PermanentError,
     RejectedItem,
     SendResult,
+    webhook_json,
 )
 from inbox.connectors.generic import signature
 from inbox.connectors.http import PlatformHTTP
@@ -128,14 +129,7 @@ class GenericConnector(Connector):
 
     def parse_webhook(self, body: bytes) -> FetchResult:
         """The messages of one delivery, and the items that could not be read."""
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidWebhook(f"body is not UTF-8: {exc}") from None
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise InvalidWebhook(f"body is not valid JSON: {exc}") from None
+        document = webhook_json(body)
         if not isinstance(document, dict):
             raise InvalidWebhook(
                 f"unknown event shape: expected a JSON object, got {type(document).__name__}"

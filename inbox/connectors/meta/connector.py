@@ -144,6 +144,15 @@ class MetaConnector(Connector):
         return answering
 
     @staticmethod
+    def _customer_id(answering: Message) -> str:
+        """The customer's id on the platform (PSID, IGSID or Facebook user id)."""
+        return answering.author_contact.external_id if answering.author_contact_id else ""
+
+    def _conversation_user(self, answering: Message) -> str:
+        # The parse keeps the customer's PSID/IGSID as the conversation id (echoes included).
+        return answering.conversation_id or self._customer_id(answering)
+
+    @staticmethod
     def _top_level(answering: Message) -> str:
         # The parse keeps the top-level comment as the thread id.
         return answering.conversation_id or answering.external_id
@@ -323,7 +332,7 @@ class FacebookConnector(MetaConnector):
                 delivery, "comments", "id,message,from,created_time", "message", "created_time"
             )
         answering = self._answering(delivery)
-        author = answering.author_contact.external_id if answering.author_contact_id else ""
+        author = self._customer_id(answering)
         if not author:
             return None
         return self._find_message(delivery, self.account_id, author, {self.account_id})
@@ -340,24 +349,18 @@ class MessengerConnector(MetaConnector):
     def _read(self, reader: EntryReader, key: str, item: dict[str, Any], entry_time: Any) -> None:
         reader.messaging_event(item)
 
-    def _recipient(self, answering: Message) -> str:
-        # The parse keeps the customer's PSID as the conversation id (echoes included).
-        return answering.conversation_id or (
-            answering.author_contact.external_id if answering.author_contact_id else ""
-        )
-
     def send_reply(self, delivery: OutboundDelivery) -> SendResult:
         if delivery.message.is_public:
             raise PermanentError("Messenger conversations are private: a public reply cannot be sent")
         answering = self._answering(delivery)
-        psid = self._recipient(answering)
+        psid = self._conversation_user(answering)
         if not psid:
             raise PermanentError("the customer's Messenger id (PSID) is unknown: nowhere to send")
         window = self._window(delivery, answering)
         return self._message(f"{self.account_id}/messages", {"id": psid}, delivery.message.text, window)
 
     def find_sent(self, delivery: OutboundDelivery) -> SendResult | None:
-        psid = self._recipient(self._answering(delivery))
+        psid = self._conversation_user(self._answering(delivery))
         return self._find_message(delivery, self.account_id, psid, {self.account_id}) if psid else None
 
 
@@ -389,9 +392,7 @@ class InstagramConnector(MetaConnector):
         window = self._window(delivery, answering)
         if answering.is_public:
             return self._message("me/messages", {"comment_id": answering.external_id}, text, window)
-        igsid = answering.conversation_id or (
-            answering.author_contact.external_id if answering.author_contact_id else ""
-        )
+        igsid = self._conversation_user(answering)
         if not igsid:
             raise PermanentError("the customer's Instagram id (IGSID) is unknown: nowhere to send")
         return self._message("me/messages", {"id": igsid}, text, window)
@@ -400,11 +401,7 @@ class InstagramConnector(MetaConnector):
         answering = self._answering(delivery)
         if delivery.message.is_public:
             return self._find_comment(delivery, "replies", "id,text,from,timestamp", "text", "timestamp")
-        user = (
-            answering.conversation_id
-            if not answering.is_public
-            else (answering.author_contact.external_id if answering.author_contact_id else "")
-        )
+        user = self._customer_id(answering) if answering.is_public else self._conversation_user(answering)
         if not user:
             return None
         return self._find_message(delivery, "me", user, {self.account_id}, platform="instagram")

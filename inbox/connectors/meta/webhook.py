@@ -30,6 +30,7 @@ from inbox.connectors.base import (
     SignatureRefused,
     WebhookApp,
     WebhookPart,
+    webhook_json,
 )
 from inbox.connectors.registry import register_webhook_app
 
@@ -52,14 +53,7 @@ def _setting(name: str) -> str:
 
 def read_document(body: bytes) -> dict[str, Any]:
     """The JSON object of a Meta delivery; ``InvalidWebhook`` when it is not one."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidWebhook(f"body is not UTF-8: {exc}") from None
-    try:
-        document = json.loads(text)
-    except ValueError as exc:
-        raise InvalidWebhook(f"body is not valid JSON: {exc}") from None
+    document = webhook_json(body)
     if not isinstance(document, dict):
         raise InvalidWebhook(f"body must be a JSON object, got {type(document).__name__}")
     kind = document.get("object")
